@@ -1,0 +1,32 @@
+--[[
+trl: a deep learning runtime for Lua 5.4 with a C core.
+  local trl = require 'trl'
+  local nd, autograd = trl.nd, trl.autograd
+Submodules load on first use, so `require 'trl'` stays cheap.
+]]
+local T = require 'trl._tensor'
+
+local trl = {
+  version = '0.1.0',
+  debug = {
+    live = T.live,            -- tensor headers alive (leak checks)
+    mem_bytes = T.mem_bytes,  -- bytes of tensor storage held
+  },
+  set_num_threads = T.set_num_threads,
+  get_num_threads = T.get_num_threads,
+}
+
+local submodules = {
+  nd = 'trl.nd', autograd = 'trl.autograd', gluon = 'trl.gluon', init = 'trl.initializer',
+  utils = 'trl.utils', data = 'trl.gluon.data', show = 'trl.show',
+}
+
+return setmetatable(trl, {
+  __index = function(t, k)
+    local name = submodules[k]
+    if name == nil then return nil end
+    local m = require(name)
+    rawset(t, k, m)
+    return m
+  end,
+})
