@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "l_util.h"
 #include "mem.h"
@@ -889,6 +890,13 @@ static int m_get_num_threads (lua_State *L) {
   return 1;
 }
 
+static int m_clock (lua_State *L) {  // monotonic seconds, for timing
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  return 1;
+}
+
 static int m_is_tensor (lua_State *L) {
   lua_pushboolean(L, luaL_testudata(L, 1, TRL_TENSOR_MT) != NULL);
   return 1;
@@ -931,7 +939,7 @@ static const luaL_Reg funcs[] = {
   {"randint", m_randint}, {"rand", m_rand}, {"where", m_where}, {"concat", m_concat},
   {"matmul", t_matmul}, {"maximum", t_maximum}, {"minimum", t_minimum},
   {"tape_set", m_tape_set}, {"tape_state", m_tape_state},
-  {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
+  {"clock", m_clock}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
   {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
   {NULL, NULL}
 };

@@ -25,3 +25,7 @@ void trl_set_num_threads (int n) {
 int trl_get_num_threads (void) {
   return nthreads > 0 ? nthreads : omp_get_max_threads();
 }
+
+const char *trl_blas_config (void) {
+  return openblas_get_config();
+}

@@ -1,19 +1,55 @@
 /*
-** mem.c: counted, aligned allocation with a GC hook (TH's heap tracking, done once).
-** The hook runs on the thread that owns the Lua state only; worker threads never call it.
+** mem.c: counted, aligned allocation with a block cache and a GC hook (TH's heap tracking,
+** done once). Blocks of 64 KiB and more are rounded to size classes (4 per power of two) and
+** kept on a free list when released, so a training step that allocates the same shapes every
+** iteration stops paying for mmap and page faults after warm-up (PyTorch's caching allocator
+** does the same). The hook runs on the thread that installed it only; workers never call it.
 */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <threads.h>
 
 #include "mem.h"
+
+#define CACHE_MIN (64u << 10)         // smaller blocks go straight to malloc
+#define NCLASS 160                    // 4 classes per power of two, 64 KiB .. 2^56
+#define CACHE_MAX ((size_t)1 << 30)   // bytes kept on free lists at most
+
+typedef struct block { struct block *next; } block;
 
 static atomic_size_t held;
 static void (*gc_hook)(void *);
 static void *gc_ud;
 static size_t soft_limit, base_limit;
-static _Thread_local int in_hook;
-static thread_local int is_main = 0;
+static _Thread_local int in_hook, is_main;
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static block *cache[NCLASS];
+static size_t cached;
+
+// Size class of 'n' (>= CACHE_MIN) and its rounded size.
+static int size_class (size_t n, size_t *rounded) {
+  int e = 63 - __builtin_clzll((unsigned long long)n);   // 2^e <= n < 2^(e+1)
+  size_t q = (size_t)1 << (e - 2), base = (size_t)1 << e;  // quarter steps
+  size_t k = (n - base + q - 1) / q;                        // 0..4
+  *rounded = base + k * q;
+  int c = (e - 16) * 4 + (int)k;
+  return c < NCLASS ? c : -1;
+}
+
+static void cache_trim (void) {
+  pthread_mutex_lock(&cache_lock);
+  for (int c = 0; c < NCLASS; c++) {
+    while (cache[c]) {
+      block *b = cache[c];
+      cache[c] = b->next;
+      free(b);
+    }
+  }
+  cached = 0;
+  pthread_mutex_unlock(&cache_lock);
+}
 
 void trl_mem_set_hook (void (*hook)(void *ud), void *ud, size_t limit) {
   gc_hook = hook;
@@ -30,6 +66,18 @@ static void run_hook (void) {
   }
 }
 
+static void *raw_alloc (size_t n) {
+  void *p = aligned_alloc(64, n);
+  if (p == NULL) {
+    cache_trim();
+    run_hook();
+    p = aligned_alloc(64, n);
+  }
+  return p;
+}
+
+void trl_mem_trim (void) { cache_trim(); }
+
 void *trl_alloc (size_t nbytes) {
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
@@ -38,12 +86,20 @@ void *trl_alloc (size_t nbytes) {
     size_t h = atomic_load(&held) * 2;
     soft_limit = h > base_limit ? h : base_limit;
   }
-  void *p = aligned_alloc(64, n);
-  if (p == NULL) {
-    run_hook();
-    p = aligned_alloc(64, n);
-    if (p == NULL) return NULL;
+  void *p = NULL;
+  int c = -1;
+  if (n >= CACHE_MIN) {
+    c = size_class(n, &n);
+    if (c >= 0) {
+      pthread_mutex_lock(&cache_lock);
+      block *b = cache[c];
+      if (b) { cache[c] = b->next; cached -= n; }
+      pthread_mutex_unlock(&cache_lock);
+      p = b;
+    }
   }
+  if (p == NULL) p = raw_alloc(n);
+  if (p == NULL) return NULL;
   atomic_fetch_add(&held, n);
   return p;
 }
@@ -52,7 +108,19 @@ void trl_free (void *p, size_t nbytes) {
   if (p == NULL) return;
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
+  int c = n >= CACHE_MIN ? size_class(n, &n) : -1;
   atomic_fetch_sub(&held, n);
+  if (c >= 0) {
+    pthread_mutex_lock(&cache_lock);
+    if (cached + n <= CACHE_MAX) {
+      block *b = p;
+      b->next = cache[c];
+      cache[c] = b;
+      cached += n;
+      p = NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+  }
   free(p);
 }
 

@@ -10,7 +10,8 @@
 
 void *trl_alloc (size_t nbytes);          // NULL on failure; 64-byte aligned
 void trl_free (void *p, size_t nbytes);
-size_t trl_mem_bytes (void);              // bytes held now
+size_t trl_mem_bytes (void);              // bytes held now (not counting the cache)
+void trl_mem_trim (void);                 // give cached free blocks back to the system
 void trl_mem_set_hook (void (*hook)(void *ud), void *ud, size_t soft_limit);
 
 #endif

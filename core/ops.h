@@ -71,6 +71,8 @@ trl_status trl_copy (trl_tensor **out, trl_tensor *t, trl_dtype dt);
 // One setting for OpenBLAS and our own parallel loops.
 void trl_set_num_threads (int n);
 int trl_get_num_threads (void);
+// The BLAS build in words ("OpenBLAS 0.3.21 ..."), for --version.
+const char *trl_blas_config (void);
 
 // A seedable generator (xoshiro256**); each worker thread owns its own.
 typedef struct { uint64_t s[4]; } trl_rng;

@@ -14,6 +14,7 @@ local trl = {
   },
   set_num_threads = T.set_num_threads,
   get_num_threads = T.get_num_threads,
+  clock = T.clock,            -- monotonic seconds
 }
 
 local submodules = {
