@@ -103,7 +103,7 @@ trl_status trl_tensor_empty (trl_tensor **out, trl_dtype dt, int ndim, const int
   trl_storage_release(s);
   if (st != TRL_OK) return st;
   (*out)->ndim = ndim;
-  memcpy((*out)->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  if (ndim > 0) memcpy((*out)->shape, shape, sizeof(int64_t) * (size_t)ndim);
   set_contiguous_strides(*out);
   return TRL_OK;
 }
@@ -396,8 +396,10 @@ trl_status trl_view_reshape (trl_tensor **out, trl_tensor *t, int ndim, const in
   }
   TRL_TRY(view_of(out, t));
   (*out)->ndim = ndim;
-  memcpy((*out)->shape, res, sizeof(int64_t) * (size_t)ndim);
-  memcpy((*out)->stride, stride, sizeof(int64_t) * (size_t)ndim);
+  if (ndim > 0) {
+    memcpy((*out)->shape, res, sizeof(int64_t) * (size_t)ndim);
+    memcpy((*out)->stride, stride, sizeof(int64_t) * (size_t)ndim);
+  }
   return TRL_OK;
 }
 

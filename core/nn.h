@@ -1,0 +1,177 @@
+/*
+** nn.h: the neural-network ops of trl on NCHW float32 (Gluon semantics, see GLUON_CONTRACT.md):
+** conv2d, max/avg/global-avg pooling, batchnorm, softmax, log_softmax, fused softmax
+** cross-entropy and dropout. Builders check shapes, allocate, run the kernels and record a
+** tape node. Kernels work on raw contiguous buffers, never allocate, and their backward
+** ACCUMULATES (+=) into every non-NULL gradient; the '_ref' kernels are naive versions for tests.
+*/
+#ifndef TRL_NN_H
+#define TRL_NN_H
+
+#include "ops.h"
+
+/* {==================================================================
+** Convolution (conv2d.c)
+** =================================================================== */
+
+typedef struct {
+  int stride[2], pad[2], dilation[2];   // (h, w)
+  int groups;
+} trl_conv_params;
+
+// stride 1, pad 0, dilation 1, groups 1.
+trl_conv_params trl_conv_defaults (void);
+
+// x is (N,C,H,W), w is (OC,C/groups,KH,KW), b is (OC) or NULL; out is (N,OC,OH,OW) with
+// OH = (H + 2*pad - dilation*(KH-1) - 1) / stride + 1.
+trl_status trl_conv2d (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tensor *b,
+                       const trl_conv_params *p);
+
+// Every size a conv2d kernel needs.
+typedef struct {
+  int B, C, H, W;          // input
+  int OC, KH, KW;          // weight is (OC, C/G, KH, KW)
+  int OH, OW;              // output
+  int sh, sw, ph, pw, dh, dw, G;
+} trl_conv_geom;
+
+// Fill 'g' from the shapes and params, or fail naming both shapes.
+trl_status conv2d_check (trl_conv_geom *g, const trl_tensor *x, const trl_tensor *w,
+                         const trl_tensor *b, const trl_conv_params *p);
+// Floats of scratch that conv2d_forward / conv2d_backward need in 'ws'.
+size_t conv2d_workspace (const trl_conv_geom *g);
+// out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW), b is (OC) or NULL.
+void conv2d_forward (float *out, const float *inp, const float *w, const float *b, float *ws,
+                     const trl_conv_geom *g);
+// dinp/dw/db shaped like inp/w/b, each may be NULL; dout is (B,OC,OH,OW).
+void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, float *ws, const trl_conv_geom *g);
+void conv2d_forward_ref (float *out, const float *inp, const float *w, const float *b,
+                         const trl_conv_geom *g);
+void conv2d_backward_ref (float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const trl_conv_geom *g);
+
+/* }================================================================== */
+
+/* {==================================================================
+** Pooling (pool.c)
+** =================================================================== */
+
+typedef struct {
+  int kernel[2], stride[2], pad[2];    // (h, w)
+  int ceil_mode;                       // 0: floor ('valid'), 1: ceil ('full')
+  int count_include_pad;               // avg only: divide by the window size including padding
+} trl_pool_params;
+
+// kernel k x k, stride k (Gluon: strides default to the pool size), pad 0, floor, include pad.
+trl_pool_params trl_pool_defaults (int k);
+
+// x is (N,C,H,W); out is (N,C,OH,OW). Padding never wins a max.
+trl_status trl_maxpool2d (trl_tensor **out, trl_tensor *x, const trl_pool_params *p);
+trl_status trl_avgpool2d (trl_tensor **out, trl_tensor *x, const trl_pool_params *p);
+// x is (N,C,H,W); out is (N,C,1,1).
+trl_status trl_global_avgpool2d (trl_tensor **out, trl_tensor *x);
+
+typedef struct {
+  int B, C, H, W, OH, OW;
+  int kh, kw, sh, sw, ph, pw;
+  int count_include_pad;
+} trl_pool_geom;
+
+trl_status pool2d_check (trl_pool_geom *g, const char *op, const trl_tensor *x,
+                         const trl_pool_params *p);
+// out is (B,C,OH,OW), inp is (B,C,H,W).
+void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g);
+// The gradient goes to the first maximum of each window (row-major order).
+void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
+                         const trl_pool_geom *g);
+void avgpool2d_forward (float *out, const float *inp, const trl_pool_geom *g);
+void avgpool2d_backward (float *dinp, const float *dout, const trl_pool_geom *g);
+void maxpool2d_forward_ref (float *out, const float *inp, const trl_pool_geom *g);
+void maxpool2d_backward_ref (float *dinp, const float *dout, const float *inp,
+                             const trl_pool_geom *g);
+void avgpool2d_forward_ref (float *out, const float *inp, const trl_pool_geom *g);
+void avgpool2d_backward_ref (float *dinp, const float *dout, const trl_pool_geom *g);
+// out is (BC), inp is (BC,HW): one mean per plane.
+void global_avgpool2d_forward (float *out, const float *inp, int BC, int HW);
+void global_avgpool2d_backward (float *dinp, const float *dout, int BC, int HW);
+
+/* }================================================================== */
+
+/* {==================================================================
+** Batch normalization over axis 1 (batchnorm.c)
+** =================================================================== */
+
+typedef struct {
+  float eps, momentum;
+  int training;            // batch statistics (and update the running ones) when set
+  int use_global_stats;    // running statistics even while training
+} trl_bn_params;
+
+// eps 1e-5, momentum 0.9, training = trl_tape_is_training(), use_global_stats 0.
+trl_bn_params trl_bn_defaults (void);
+
+// x is (N,C,...), gamma/beta/running_mean/running_var are (C); gamma NULL means 1, beta NULL
+// means 0. Training updates running_* in place (running = m*running + (1-m)*batch, with the
+// biased batch variance, as MXNet does). Gradients flow to x, gamma and beta.
+trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, trl_tensor *beta,
+                          trl_tensor *running_mean, trl_tensor *running_var,
+                          const trl_bn_params *p);
+
+// mean/var are (C), inp is (B,C,S): batch mean and biased variance.
+void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, int S);
+// out = gamma*(inp-mean)*invstd + beta; out/inp are (B,C,S), the rest (C), gamma/beta may be NULL.
+void batchnorm_forward (float *out, const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, const float *beta, int B, int C, int S);
+// 'training' differentiates through the batch statistics; else mean/invstd are constants.
+void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *inp, const float *mean, const float *invstd,
+                         const float *gamma, int B, int C, int S, int training);
+void batchnorm_backward_ref (float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *gamma, float eps,
+                             int B, int C, int S);
+
+/* }================================================================== */
+
+/* {==================================================================
+** Softmax family (softmax.c)
+** =================================================================== */
+
+// Softmax / log-softmax of 'x' along 'dim' (negative counts from the end).
+trl_status trl_softmax (trl_tensor **out, trl_tensor *x, int dim);
+trl_status trl_log_softmax (trl_tensor **out, trl_tensor *x, int dim);
+// logits is (N,K) f32, labels is (N) i64 in [0,K); out is (N): -log softmax(logits)[label].
+trl_status trl_softmax_xent (trl_tensor **out, trl_tensor *logits, trl_tensor *labels);
+
+// out/inp are (O,K,I), normalized along K; 'logp' selects log-softmax.
+void softmax_forward (float *out, const float *inp, int O, int K, int I, int logp);
+// out is the forward's result.
+void softmax_backward (float *dinp, const float *dout, const float *out, int O, int K, int I,
+                       int logp);
+void softmax_forward_ref (float *out, const float *inp, int O, int K, int I, int logp);
+// loss is (N), prob is (N,K) (saved for backward), logits is (N,K), labels is (N) in range.
+void softmax_xent_forward (float *loss, float *prob, const float *logits,
+                           const int64_t *labels, int N, int K);
+// dlogits is (N,K), dloss is (N).
+void softmax_xent_backward (float *dlogits, const float *dloss, const float *prob,
+                            const int64_t *labels, int N, int K);
+
+/* }================================================================== */
+
+/* {==================================================================
+** Dropout (dropout.c)
+** =================================================================== */
+
+// Training (training != 0 and p > 0): zero each element with probability p and scale the rest
+// by 1/(1-p), drawing from 'rng' (NULL: trl_rng_default()); else 'out' is a new ref to 'x'.
+trl_status trl_dropout (trl_tensor **out, trl_tensor *x, double p, int training, trl_rng *rng);
+
+// out/inp/mask are (n); mask gets 1 for kept elements.
+void dropout_forward (float *out, uint8_t *mask, const float *inp, int64_t n, double p,
+                      trl_rng *rng);
+void dropout_backward (float *dinp, const float *dout, const uint8_t *mask, int64_t n,
+                       float scale);
+
+/* }================================================================== */
+
+#endif

@@ -1,0 +1,228 @@
+/*
+** batchnorm.c: batch normalization over axis 1 of (N,C,...) float32, as MXNet's BatchNorm:
+** training normalizes with the batch mean and biased variance and moves the running stats
+** in place; inference (or use_global_stats) uses the running stats. Backward covers both.
+** Kernels run one channel per OpenMP iteration; statistics are summed in double.
+*/
+#include <math.h>
+#include <string.h>
+
+#include "nn.h"
+#include "tape.h"
+
+trl_bn_params trl_bn_defaults (void) {
+  return (trl_bn_params){ .eps = 1e-5f, .momentum = 0.9f, .training = trl_tape_is_training(),
+                          .use_global_stats = 0 };
+}
+
+/* {==================================================================
+** Kernels
+** =================================================================== */
+
+#define BIG(B, C, S) ((int64_t)(B) * (C) * (S) > 32768)
+
+// mean/var are (C), inp is (B,C,S).
+void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, int S) {
+  double M = (double)B * S;
+  #pragma omp parallel for schedule(static) if (BIG(B, C, S))
+  for (int c = 0; c < C; c++) {
+    double s = 0, q = 0;
+    for (int n = 0; n < B; n++) {
+      const float *x = inp + ((size_t)n * C + c) * S;
+      for (int i = 0; i < S; i++) s += x[i];
+    }
+    double m = s / M;
+    for (int n = 0; n < B; n++) {    // two passes: no cancellation for large means
+      const float *x = inp + ((size_t)n * C + c) * S;
+      for (int i = 0; i < S; i++) q += (x[i] - m) * (x[i] - m);
+    }
+    mean[c] = (float)m;
+    var[c] = (float)(q / M);
+  }
+}
+
+// out/inp are (B,C,S); mean, invstd, gamma, beta are (C) (gamma/beta NULL: 1/0).
+void batchnorm_forward (float *out, const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, const float *beta, int B, int C, int S) {
+  #pragma omp parallel for schedule(static) if (BIG(B, C, S))
+  for (int c = 0; c < C; c++) {
+    float scale = (gamma ? gamma[c] : 1.0f) * invstd[c];
+    float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
+    for (int n = 0; n < B; n++) {
+      const float *x = inp + ((size_t)n * C + c) * S;
+      float *o = out + ((size_t)n * C + c) * S;
+      for (int i = 0; i < S; i++) o[i] = x[i] * scale + shift;
+    }
+  }
+}
+
+// dinp/dout/inp are (B,C,S), dgamma/dbeta/mean/invstd/gamma are (C); NULL outputs are skipped.
+void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *inp, const float *mean, const float *invstd,
+                         const float *gamma, int B, int C, int S, int training) {
+  double M = (double)B * S;
+  #pragma omp parallel for schedule(static) if (BIG(B, C, S))
+  for (int c = 0; c < C; c++) {
+    float m = mean[c], is = invstd[c];
+    double sg = 0, sgx = 0;    // sum(dout), sum(dout * xhat)
+    for (int n = 0; n < B; n++) {
+      const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
+      float a = 0, ax = 0;
+      for (int i = 0; i < S; i++) a += go[i], ax += go[i] * (x[i] - m);
+      sg += a, sgx += ax;
+    }
+    sgx *= is;
+    if (dbeta) dbeta[c] += (float)sg;
+    if (dgamma) dgamma[c] += (float)sgx;
+    if (!dinp) continue;
+    float k = (gamma ? gamma[c] : 1.0f) * is;
+    // training: dx = k * (dout - mean(dout) - xhat * mean(dout * xhat)); the batch stats
+    // depend on x. Inference: the stats are constants and dx = k * dout.
+    float mg = training ? (float)(sg / M) : 0.0f, mgx = training ? (float)(sgx / M) : 0.0f;
+    for (int n = 0; n < B; n++) {
+      const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
+      float *dx = dinp + ((size_t)n * C + c) * S;
+      for (int i = 0; i < S; i++) dx[i] += k * (go[i] - mg - (x[i] - m) * is * mgx);
+    }
+  }
+}
+
+// The textbook chain rule through var and mean (Ioffe & Szegedy, 2015), training mode only;
+// it recomputes the batch stats. Shapes as in batchnorm_backward.
+void batchnorm_backward_ref (float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *gamma, float eps,
+                             int B, int C, int S) {
+  double M = (double)B * S;
+  for (int c = 0; c < C; c++) {
+    double mean = 0, var = 0, dvar = 0, dmean = 0, sdev = 0;
+#define X(n, i) inp[((size_t)(n) * C + c) * S + (i)]
+#define G(n, i) dout[((size_t)(n) * C + c) * S + (i)]
+    for (int n = 0; n < B; n++) for (int i = 0; i < S; i++) mean += X(n, i) / M;
+    for (int n = 0; n < B; n++)
+      for (int i = 0; i < S; i++) var += (X(n, i) - mean) * (X(n, i) - mean) / M;
+    double is = 1 / sqrt(var + eps), gm = gamma ? gamma[c] : 1.0;
+    for (int n = 0; n < B; n++)
+      for (int i = 0; i < S; i++) {
+        double dxhat = G(n, i) * gm;
+        dvar += dxhat * (X(n, i) - mean) * -0.5 * is * is * is;
+        dmean += -dxhat * is;
+        sdev += -2 * (X(n, i) - mean) / M;
+        if (dbeta) dbeta[c] += G(n, i);
+        if (dgamma) dgamma[c] += (float)(G(n, i) * (X(n, i) - mean) * is);
+      }
+    dmean += dvar * sdev;
+    if (dinp)
+      for (int n = 0; n < B; n++)
+        for (int i = 0; i < S; i++)
+          dinp[((size_t)n * C + c) * S + i] += (float)(G(n, i) * gm * is +
+                                                       dvar * 2 * (X(n, i) - mean) / M + dmean / M);
+#undef X
+#undef G
+  }
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Builder and tape node
+** =================================================================== */
+
+typedef struct { int B, C, S, training; } bn_info;
+
+// saved: [0] contiguous x, [1] mean (C), [2] invstd (C), [3] contiguous gamma or NULL.
+static trl_status bn_bwd (trl_node *node, const trl_tensor *gout, trl_tensor **gin) {
+  const bn_info *in = (const bn_info *)node->payload;
+  trl_tensor *gc = NULL, *gamma = node->saved[3];
+  if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
+  batchnorm_backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
+                     gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
+                     trl_f32(node->saved[0]), trl_f32(node->saved[1]), trl_f32(node->saved[2]),
+                     gamma ? trl_f32(gamma) : NULL, in->B, in->C, in->S, in->training);
+  trl_tensor_release(gc);
+  return TRL_OK;
+}
+
+static trl_status check_vec (const char *what, const trl_tensor *v, const trl_tensor *x,
+                             int need_contig) {
+  char vs[TRL_SHAPELEN], xs[TRL_SHAPELEN];
+  if (v->dtype != TRL_F32 || v->ndim != 1 || v->shape[0] != x->shape[1] ||
+      (need_contig && !trl_is_contiguous(v)))
+    return trl_fail(TRL_ESHAPE, "batchnorm: %s must be a %sfloat32 vector of C = %lld, x is %s, "
+                    "%s is %s (%s)", what, need_contig ? "contiguous " : "",
+                    (long long)x->shape[1], trl_tensor_shape_str(xs, x), what,
+                    trl_tensor_shape_str(vs, v), trl_dtype_name(v->dtype));
+  return TRL_OK;
+}
+
+trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, trl_tensor *beta,
+                          trl_tensor *running_mean, trl_tensor *running_var,
+                          const trl_bn_params *p) {
+  char xs[TRL_SHAPELEN];
+  if (x->dtype != TRL_F32)
+    return trl_fail(TRL_ETYPE, "batchnorm: expected a float32 x, got %s", trl_dtype_name(x->dtype));
+  if (x->ndim < 2)
+    return trl_fail(TRL_ESHAPE, "batchnorm: expected x of (N,C,...), x is %s",
+                    trl_tensor_shape_str(xs, x));
+  if (!running_mean || !running_var)
+    return trl_fail(TRL_EARG, "batchnorm: running_mean and running_var are required");
+  if (gamma) TRL_TRY(check_vec("gamma", gamma, x, 0));
+  if (beta) TRL_TRY(check_vec("beta", beta, x, 0));
+  TRL_TRY(check_vec("running_mean", running_mean, x, 1));
+  TRL_TRY(check_vec("running_var", running_var, x, 1));
+  if (!(p->eps > 0) || !(p->momentum >= 0 && p->momentum <= 1))
+    return trl_fail(TRL_EARG, "batchnorm: need eps > 0 and 0 <= momentum <= 1, got eps %g, "
+                    "momentum %g", p->eps, p->momentum);
+  int64_t S = 1;
+  for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
+  if (x->shape[0] * S == 0 || x->shape[0] > INT32_MAX || x->shape[1] > INT32_MAX || S > INT32_MAX)
+    return trl_fail(TRL_ESHAPE, "batchnorm: expected a non-empty batch of sane size, x is %s",
+                    trl_tensor_shape_str(xs, x));
+  bn_info info = { (int)x->shape[0], (int)x->shape[1], (int)S,
+                   p->training && !p->use_global_stats };
+  int C = info.C;
+  trl_tensor *xc = NULL, *gc = NULL, *bc = NULL, *mean = NULL, *invstd = NULL, *y = NULL;
+  trl_status st;
+  int64_t cs[1] = { C };
+  if ((st = trl_tensor_contiguous(&xc, x)) != TRL_OK) goto done;
+  if (gamma && (st = trl_tensor_contiguous(&gc, gamma)) != TRL_OK) goto done;
+  if (beta && (st = trl_tensor_contiguous(&bc, beta)) != TRL_OK) goto done;
+  if ((st = trl_tensor_empty(&mean, TRL_F32, 1, cs)) != TRL_OK) goto done;
+  if ((st = trl_tensor_empty(&invstd, TRL_F32, 1, cs)) != TRL_OK) goto done;
+  if ((st = trl_tensor_empty_like(&y, xc)) != TRL_OK) goto done;
+  float *mu = trl_f32(mean), *is = trl_f32(invstd);
+  float *rm = trl_f32(running_mean), *rv = trl_f32(running_var);
+  if (info.training) {
+    batchnorm_stats(mu, is, trl_f32(xc), info.B, C, info.S);   // 'is' holds var for now
+    for (int c = 0; c < C; c++) {
+      rm[c] = p->momentum * rm[c] + (1 - p->momentum) * mu[c];
+      rv[c] = p->momentum * rv[c] + (1 - p->momentum) * is[c];
+      is[c] = 1.0f / sqrtf(is[c] + p->eps);
+    }
+  } else {
+    for (int c = 0; c < C; c++) mu[c] = rm[c], is[c] = 1.0f / sqrtf(rv[c] + p->eps);
+  }
+  batchnorm_forward(trl_f32(y), trl_f32(xc), mu, is, gc ? trl_f32(gc) : NULL,
+                    bc ? trl_f32(bc) : NULL, info.B, C, info.S);
+  trl_node *node;
+  trl_tensor *in[3] = { x, gamma, beta };
+  if ((st = trl_tape_record(&node, y, TRL_OP_BATCHNORM, bn_bwd, 3, in, sizeof info)) != TRL_OK)
+    goto done;
+  if (node) {
+    memcpy(node->payload, &info, sizeof info);
+    trl_node_save(node, 0, xc);
+    trl_node_save(node, 1, mean);
+    trl_node_save(node, 2, invstd);
+    if (gc) trl_node_save(node, 3, gc);
+  }
+done:
+  trl_tensor_release(xc);
+  trl_tensor_release(gc);
+  trl_tensor_release(bc);
+  trl_tensor_release(mean);
+  trl_tensor_release(invstd);
+  if (st != TRL_OK) trl_tensor_release(y);
+  else *out = y;
+  return st;
+}
+
+/* }================================================================== */

@@ -1,0 +1,812 @@
+/*
+** test_nn_ops.c: the nn ops (nn.h). For each op: fast kernels against the naive '_ref' ones
+** (forward and accumulating backward), analytic gradients against central differences,
+** hand-worked values, shape errors, and the builders end to end through the tape.
+** Gradchecks: linear / piecewise-linear ops (conv, pooling) difference the float kernels
+** themselves with a large power-of-two eps (no truncation error, so float rounding is all the
+** noise); smooth nonlinear ops (batchnorm, softmax, xent) difference a double-precision
+** forward written here, checked first against the float kernel, with eps 1e-4.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "nn.h"
+#include "tape.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...) do { \
+    if (cond) passed++; \
+    else { failed++; printf("%s:%d: FAIL %s: ", __FILE__, __LINE__, #cond); \
+           printf(__VA_ARGS__); printf("\n"); } \
+  } while (0)
+#define CHECK_OK(e) do { trl_status s_ = (e); \
+    CHECK(s_ == TRL_OK, "%s -> %d '%s'", #e, (int)s_, trl_errmsg()); } while (0)
+
+/* {==================================================================
+** Helpers
+** =================================================================== */
+
+static uint64_t seed = 88172645463325252ull;
+
+static double urand (void) {             // [0, 1)
+  seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+  return (double)(seed >> 11) * 0x1.0p-53;
+}
+static int irand (int lo, int hi) { return lo + (int)(urand() * (hi - lo + 1)); }   // [lo, hi]
+
+static float *fvec (int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+static float *frand (int64_t n) {        // U(-1, 1)
+  float *p = fvec(n);
+  for (int64_t i = 0; i < n; i++) p[i] = (float)(2 * urand() - 1);
+  return p;
+}
+
+static float *fcopy (const float *src, int64_t n) {
+  float *p = fvec(n);
+  memcpy(p, src, sizeof(float) * n);
+  return p;
+}
+
+// Normwise relative difference max|a-b| / max(max|b|, 1e-30).
+static double reldiff (const float *a, const float *b, int64_t n) {
+  double d = 0, m = 1e-30;
+  for (int64_t i = 0; i < n; i++) {
+    d = fmax(d, fabs((double)a[i] - b[i]));
+    m = fmax(m, fabs((double)b[i]));
+  }
+  return d / m;
+}
+
+static int contains (const char *s, const char *sub) { return strstr(s, sub) != NULL; }
+
+/* }================================================================== */
+
+/* {==================================================================
+** conv2d kernels
+** =================================================================== */
+
+typedef struct {
+  trl_conv_geom g;
+  float *x, *w, *b, *y, *r, *ws, *target;
+  int64_t ny;
+} conv_ctx;
+
+static double conv_loss (void *ctx, int64_t i, double delta) {
+  conv_ctx *c = ctx;
+  float old = gc_nudge(c->target, i, delta);
+  conv2d_forward(c->y, c->x, c->w, c->b, c->ws, &c->g);
+  c->target[i] = old;
+  return gc_dot(c->r, c->y, c->ny);
+}
+
+// One configuration: fast vs ref forward and backward, then gradcheck when 'grad'.
+static void conv_case (trl_conv_geom g, int bias, int grad) {
+  char name[160];
+  snprintf(name, sizeof name, "conv B%d C%d %dx%d OC%d k%dx%d s%d,%d p%d,%d d%d,%d G%d%s", g.B,
+           g.C, g.H, g.W, g.OC, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.G,
+           bias ? " bias" : "");
+  g.OH = (g.H + 2 * g.ph - g.dh * (g.KH - 1) - 1) / g.sh + 1;
+  g.OW = (g.W + 2 * g.pw - g.dw * (g.KW - 1) - 1) / g.sw + 1;
+  int64_t nx = (int64_t)g.B * g.C * g.H * g.W, nw = (int64_t)g.OC * (g.C / g.G) * g.KH * g.KW;
+  int64_t ny = (int64_t)g.B * g.OC * g.OH * g.OW;
+  float *x = frand(nx), *w = frand(nw), *b = bias ? frand(g.OC) : NULL, *r = frand(ny);
+  float *y = fvec(ny), *yr = fvec(ny), *ws = fvec((int64_t)conv2d_workspace(&g));
+  conv2d_forward(y, x, w, b, ws, &g);
+  conv2d_forward_ref(yr, x, w, b, &g);
+  double d = reldiff(y, yr, ny);
+  CHECK(d < 1e-4, "%s: forward differs from ref by %.3g", name, d);
+  // Backward into gradients that already hold values: both must add to them.
+  float *dx0 = frand(nx), *dw0 = frand(nw), *db0 = frand(g.OC);
+  float *dx = fcopy(dx0, nx), *dw = fcopy(dw0, nw), *db = fcopy(db0, g.OC);
+  float *dxr = fcopy(dx0, nx), *dwr = fcopy(dw0, nw), *dbr = fcopy(db0, g.OC);
+  conv2d_backward(dx, dw, bias ? db : NULL, r, x, w, ws, &g);
+  conv2d_backward_ref(dxr, dwr, bias ? dbr : NULL, r, x, w, &g);
+  CHECK((d = reldiff(dx, dxr, nx)) < 1e-4, "%s: dx differs from ref by %.3g", name, d);
+  CHECK((d = reldiff(dw, dwr, nw)) < 1e-4, "%s: dw differs from ref by %.3g", name, d);
+  CHECK((d = reldiff(db, dbr, g.OC)) < 1e-4, "%s: db differs from ref by %.3g", name, d);
+  if (grad) {
+    // gradients alone (backward from zero), then central differences of the float forward;
+    // conv is linear in each input, so eps = 0.5 has no truncation error
+    for (int64_t i = 0; i < nx; i++) dx[i] = 0;
+    for (int64_t i = 0; i < nw; i++) dw[i] = 0;
+    for (int i = 0; i < g.OC; i++) db[i] = 0;
+    conv2d_backward(dx, dw, bias ? db : NULL, r, x, w, ws, &g);
+    conv_ctx c = { g, x, w, b, y, r, ws, x, ny };
+    CHECK(gradcheck("conv dx", conv_loss, &c, nx, dx, 0.5, 1e-4, 1e-3) == 0, "%s: dx", name);
+    c.target = w;
+    CHECK(gradcheck("conv dw", conv_loss, &c, nw, dw, 0.5, 1e-4, 1e-3) == 0, "%s: dw", name);
+    if (bias) {
+      c.target = b;
+      CHECK(gradcheck("conv db", conv_loss, &c, g.OC, db, 0.5, 1e-4, 1e-3) == 0, "%s: db", name);
+    }
+  }
+  free(x), free(w), free(b), free(r), free(y), free(yr), free(ws);
+  free(dx0), free(dw0), free(db0), free(dx), free(dw), free(db), free(dxr), free(dwr), free(dbr);
+}
+
+static trl_conv_geom cg (int B, int C, int H, int W, int OC, int KH, int KW, int sh, int sw,
+                         int ph, int pw, int dh, int dw, int G) {
+  return (trl_conv_geom){ .B = B, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW,
+                          .sh = sh, .sw = sw, .ph = ph, .pw = pw, .dh = dh, .dw = dw, .G = G };
+}
+
+static void test_conv_kernels (void) {
+  conv_case(cg(2, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1), 1, 1);     // basic 3x3 pad 1
+  conv_case(cg(1, 4, 7, 6, 6, 3, 2, 2, 1, 1, 0, 1, 1, 2), 0, 1);     // groups 2, stride, 3x2
+  conv_case(cg(2, 4, 6, 7, 4, 3, 3, 1, 1, 2, 2, 2, 2, 1), 1, 1);     // dilation 2
+  conv_case(cg(3, 6, 5, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6), 1, 1);     // depthwise
+  conv_case(cg(2, 3, 9, 8, 6, 3, 3, 2, 2, 1, 1, 1, 1, 3), 0, 1);     // depthwise x2, stride 2
+  conv_case(cg(2, 4, 7, 6, 4, 3, 3, 1, 2, 0, 2, 2, 1, 4), 1, 1);     // depthwise, dilated, pad
+  conv_case(cg(2, 5, 4, 3, 7, 1, 1, 1, 1, 0, 0, 1, 1, 1), 1, 1);     // pointwise GEMM
+  conv_case(cg(1, 4, 5, 5, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2), 0, 1);     // pointwise, groups 2
+  conv_case(cg(2, 3, 7, 7, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1), 1, 1);     // 1x1 stride 2
+  conv_case(cg(1, 2, 6, 5, 3, 5, 4, 3, 2, 2, 1, 1, 2, 1), 1, 1);     // odd 5x4, stride 3x2
+  conv_case(cg(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1), 1, 1);     // one output pixel
+  conv_case(cg(2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 1, 0); // big: OpenMP im2col
+  conv_case(cg(2, 32, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 32), 1, 0);// big depthwise
+  for (int t = 0; t < 12; t++) {                                       // random shapes
+    int G = irand(1, 3), depthwise = irand(0, 3) == 0;
+    int Cg = depthwise ? 1 : irand(1, 3), OCg = irand(1, 3);
+    trl_conv_geom g = cg(irand(1, 3), G * Cg, irand(1, 9), irand(1, 9), G * OCg, irand(1, 4),
+                         irand(1, 4), irand(1, 3), irand(1, 3), irand(0, 2), irand(0, 2),
+                         irand(1, 2), irand(1, 2), G);
+    if (g.H + 2 * g.ph < g.dh * (g.KH - 1) + 1 || g.W + 2 * g.pw < g.dw * (g.KW - 1) + 1) {
+      t--;
+      continue;
+    }
+    conv_case(g, irand(0, 1), 1);
+  }
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Pooling kernels
+** =================================================================== */
+
+typedef struct {
+  trl_pool_geom g;
+  float *x, *y, *r;
+  int64_t ny;
+  int is_max;
+} pool_ctx;
+
+static double pool_loss (void *ctx, int64_t i, double delta) {
+  pool_ctx *c = ctx;
+  float old = gc_nudge(c->x, i, delta);
+  if (c->is_max) maxpool2d_forward(c->y, c->x, &c->g);
+  else avgpool2d_forward(c->y, c->x, &c->g);
+  c->x[i] = old;
+  return gc_dot(c->r, c->y, c->ny);
+}
+
+static void pool_case (int B, int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw,
+                       int ceil_mode, int cip, int grad) {
+  char name[160];
+  trl_pool_params p = { {kh, kw}, {sh, sw}, {ph, pw}, ceil_mode, cip };
+  trl_pool_geom g;
+  trl_tensor fake = { .dtype = TRL_F32, .ndim = 4, .shape = {B, C, H, W} };
+  snprintf(name, sizeof name, "pool B%d C%d %dx%d k%dx%d s%d,%d p%d,%d ceil%d cip%d", B, C, H,
+           W, kh, kw, sh, sw, ph, pw, ceil_mode, cip);
+  trl_status st = pool2d_check(&g, "pool", &fake, &p);
+  CHECK(st == TRL_OK, "%s: check failed: %s", name, trl_errmsg());
+  if (st != TRL_OK) return;
+  int64_t nx = (int64_t)B * C * H * W, ny = (int64_t)B * C * g.OH * g.OW;
+  // distinct values 1/32 apart so that a max never ties and eps = 1/128 never reorders them
+  float *x = fvec(nx), *r = frand(ny), *y = fvec(ny), *yr = fvec(ny);
+  for (int64_t i = 0; i < nx; i++) x[i] = (float)i;
+  for (int64_t i = nx - 1; i > 0; i--) {
+    int64_t j = (int64_t)(urand() * (i + 1));
+    float t = x[i];
+    x[i] = x[j], x[j] = t;
+  }
+  for (int64_t i = 0; i < nx; i++) x[i] = (x[i] - nx / 2) / 32;
+  for (int is_max = 0; is_max < 2; is_max++) {
+    const char *op = is_max ? "max" : "avg";
+    if (is_max) maxpool2d_forward(y, x, &g), maxpool2d_forward_ref(yr, x, &g);
+    else avgpool2d_forward(y, x, &g), avgpool2d_forward_ref(yr, x, &g);
+    double d = reldiff(y, yr, ny);
+    CHECK(d < 1e-4, "%s %s: forward differs from ref by %.3g", name, op, d);
+    float *dx0 = frand(nx), *dx = fcopy(dx0, nx), *dxr = fcopy(dx0, nx);
+    if (is_max) maxpool2d_backward(dx, r, x, &g), maxpool2d_backward_ref(dxr, r, x, &g);
+    else avgpool2d_backward(dx, r, &g), avgpool2d_backward_ref(dxr, r, &g);
+    CHECK((d = reldiff(dx, dxr, nx)) < 1e-4, "%s %s: dx differs from ref by %.3g", name, op, d);
+    if (grad) {
+      for (int64_t i = 0; i < nx; i++) dx[i] = 0;
+      if (is_max) maxpool2d_backward(dx, r, x, &g);
+      else avgpool2d_backward(dx, r, &g);
+      pool_ctx c = { g, x, y, r, ny, is_max };
+      CHECK(gradcheck(op, pool_loss, &c, nx, dx, 1.0 / 128, 1e-4, 1e-3) == 0, "%s %s", name, op);
+    }
+    free(dx0), free(dx), free(dxr);
+  }
+  free(x), free(r), free(y), free(yr);
+}
+
+static int out_size (int H, int k, int s, int p, int ceil_mode) {
+  trl_pool_params pp = { {k, 1}, {s, 1}, {p, 0}, ceil_mode, 1 };
+  trl_pool_geom g;
+  trl_tensor fake = { .dtype = TRL_F32, .ndim = 4, .shape = {1, 1, H, 1} };
+  return pool2d_check(&g, "pool", &fake, &pp) == TRL_OK ? g.OH : -1;
+}
+
+static void test_pool_kernels (void) {
+  // output sizes worked by hand
+  CHECK(out_size(5, 3, 2, 1, 0) == 3, "floor (5+2-3)/2+1 = 3, got %d", out_size(5, 3, 2, 1, 0));
+  CHECK(out_size(6, 3, 2, 0, 0) == 2, "floor (6-3)/2+1 = 2, got %d", out_size(6, 3, 2, 0, 0));
+  CHECK(out_size(6, 3, 2, 0, 1) == 3, "ceil (6-3)/2+1 = 3, got %d", out_size(6, 3, 2, 0, 1));
+  CHECK(out_size(112, 3, 2, 1, 0) == 56, "resnet maxpool 112 -> 56, got %d",
+        out_size(112, 3, 2, 1, 0));
+  CHECK(out_size(5, 2, 2, 1, 1) == 3, "ceil gives 4 but window 4 starts in the right padding, "
+        "got %d", out_size(5, 2, 2, 1, 1));
+  CHECK(out_size(2, 3, 1, 2, 0) == -1, "pad 2 > kernel/2 is refused");
+  // avg of ones, 3x3 pad 1 on 4x4: corners see 4 of 9 taps with padding counted, 4 of 4 without
+  {
+    trl_pool_geom g;
+    trl_tensor fake = { .dtype = TRL_F32, .ndim = 4, .shape = {1, 1, 4, 4} };
+    trl_pool_params p = { {3, 3}, {1, 1}, {1, 1}, 0, 1 };
+    float x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = 1;
+    pool2d_check(&g, "avgpool2d", &fake, &p);
+    avgpool2d_forward(y, x, &g);
+    CHECK(fabsf(y[0] - 4.0f / 9) < 1e-6 && fabsf(y[1] - 6.0f / 9) < 1e-6 && y[5] == 1,
+          "count_include_pad: %g %g %g", y[0], y[1], y[5]);
+    g.count_include_pad = 0;
+    avgpool2d_forward(y, x, &g);
+    CHECK(y[0] == 1 && y[1] == 1 && y[5] == 1, "exclude pad: %g %g %g", y[0], y[1], y[5]);
+    // max: 2x2 stride 2 on 0..15 picks 5, 7, 13, 15; a tie routes to the first maximum
+    for (int i = 0; i < 16; i++) x[i] = (float)i;
+    trl_pool_params q = { {2, 2}, {2, 2}, {0, 0}, 0, 1 };
+    pool2d_check(&g, "maxpool2d", &fake, &q);
+    maxpool2d_forward(y, x, &g);
+    CHECK(y[0] == 5 && y[1] == 7 && y[2] == 13 && y[3] == 15, "max %g %g %g %g", y[0], y[1],
+          y[2], y[3]);
+    float dx[16] = { 0 }, go[4] = { 1, 1, 1, 1 };
+    for (int i = 0; i < 16; i++) x[i] = 3;
+    maxpool2d_backward(dx, go, x, &g);
+    CHECK(dx[0] == 1 && dx[1] == 0 && dx[4] == 0 && dx[2] == 1, "ties go to the first max");
+  }
+  pool_case(2, 3, 5, 5, 3, 3, 2, 2, 1, 1, 0, 1, 1);
+  pool_case(1, 2, 6, 6, 3, 3, 2, 2, 0, 0, 1, 1, 1);
+  pool_case(2, 2, 5, 5, 2, 2, 2, 2, 1, 1, 1, 0, 1);
+  pool_case(2, 2, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1, 1);
+  pool_case(1, 3, 7, 6, 3, 2, 2, 1, 1, 1, 0, 0, 1);
+  pool_case(2, 1, 4, 4, 2, 2, 2, 2, 0, 0, 0, 1, 1);
+  pool_case(1, 2, 9, 7, 4, 3, 3, 2, 2, 1, 1, 0, 1);
+  pool_case(1, 2, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+  pool_case(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1);
+  pool_case(2, 16, 32, 32, 3, 3, 2, 2, 1, 1, 0, 1, 0);    // big: OpenMP planes
+  for (int t = 0; t < 12; t++) {
+    int kh = irand(1, 4), kw = irand(1, 4), H = irand(1, 9), W = irand(1, 9);
+    int ph = irand(0, kh / 2), pw = irand(0, kw / 2);
+    if (H + 2 * ph < kh || W + 2 * pw < kw) {
+      t--;
+      continue;
+    }
+    pool_case(irand(1, 3), irand(1, 3), H, W, kh, kw, irand(1, 3), irand(1, 3), ph, pw,
+              irand(0, 1), irand(0, 1), 1);
+  }
+  // global average pooling: equals avg pooling with the whole plane as the window
+  {
+    int B = 2, C = 3, H = 5, W = 7, n = B * C * H * W;
+    float *x = frand(n), y[6], yr[6], *dx = fvec(n), *dxr = fvec(n), go[6];
+    for (int i = 0; i < 6; i++) go[i] = (float)(i + 1);
+    trl_pool_geom g = { .B = B, .C = C, .H = H, .W = W, .OH = 1, .OW = 1, .kh = H, .kw = W,
+                        .sh = 1, .sw = 1, .count_include_pad = 1 };
+    global_avgpool2d_forward(y, x, B * C, H * W);
+    avgpool2d_forward_ref(yr, x, &g);
+    CHECK(reldiff(y, yr, 6) < 1e-5, "global avg forward");
+    global_avgpool2d_backward(dx, go, B * C, H * W);
+    avgpool2d_backward_ref(dxr, go, &g);
+    CHECK(reldiff(dx, dxr, n) < 1e-6 && fabsf(dx[0] - 1.0f / 35) < 1e-7, "global avg backward");
+    free(x), free(dx), free(dxr);
+  }
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Batchnorm kernels
+** =================================================================== */
+
+typedef struct {
+  int B, C, S, training;
+  double *x, *gamma, *beta, *target;
+  const float *rm, *rv, *r;
+  double eps;
+} bn_ctx;
+
+// Double-precision training / inference forward; returns sum(r .* y).
+static double bn_loss (void *ctx, int64_t i, double delta) {
+  bn_ctx *c = ctx;
+  c->target[i] += delta;
+  double loss = 0, M = (double)c->B * c->S;
+  for (int ch = 0; ch < c->C; ch++) {
+    double mean = 0, var = 0;
+    for (int n = 0; n < c->B; n++)
+      for (int s = 0; s < c->S; s++) mean += c->x[((size_t)n * c->C + ch) * c->S + s] / M;
+    for (int n = 0; n < c->B; n++)
+      for (int s = 0; s < c->S; s++) {
+        double v = c->x[((size_t)n * c->C + ch) * c->S + s] - mean;
+        var += v * v / M;
+      }
+    if (!c->training) mean = c->rm[ch], var = c->rv[ch];
+    for (int n = 0; n < c->B; n++)
+      for (int s = 0; s < c->S; s++) {
+        size_t k = ((size_t)n * c->C + ch) * c->S + s;
+        loss += c->r[k] * (c->gamma[ch] * (c->x[k] - mean) / sqrt(var + c->eps) + c->beta[ch]);
+      }
+  }
+  c->target[i] -= delta;
+  return loss;
+}
+
+static double *dvec (const float *p, int64_t n) {
+  double *d = calloc((size_t)n, sizeof(double));
+  for (int64_t i = 0; i < n; i++) d[i] = p[i];
+  return d;
+}
+
+static void bn_case (int B, int C, int S, int training) {
+  char name[96];
+  snprintf(name, sizeof name, "batchnorm B%d C%d S%d %s", B, C, S, training ? "train" : "infer");
+  int64_t n = (int64_t)B * C * S;
+  float eps = 1e-5f, *x = frand(n), *gamma = frand(C), *beta = frand(C), *r = frand(n);
+  for (int64_t i = 0; i < n; i++) x[i] = 3 * x[i] + 2;     // a mean far from 0
+  float *rm = frand(C), *rv = frand(C), *mean = fvec(C), *var = fvec(C), *is = fvec(C);
+  for (int c = 0; c < C; c++) rv[c] = 1.5f + rv[c];
+  if (training) {
+    batchnorm_stats(mean, var, x, B, C, S);
+    for (int c = 0; c < C; c++) is[c] = 1 / sqrtf(var[c] + eps);
+  } else {
+    for (int c = 0; c < C; c++) mean[c] = rm[c], is[c] = 1 / sqrtf(rv[c] + eps);
+  }
+  float *y = fvec(n), *dx = fvec(n), *dg = fvec(C), *db = fvec(C);
+  batchnorm_forward(y, x, mean, is, gamma, beta, B, C, S);
+  bn_ctx c = { B, C, S, training, dvec(x, n), dvec(gamma, C), dvec(beta, C), NULL, rm, rv, r, eps };
+  c.target = c.x;
+  // the double forward is the same function as the float kernels
+  double l = bn_loss(&c, 0, 0), lf = gc_dot(r, y, n);
+  CHECK(fabs(l - lf) < 1e-4 * (1 + fabs(l)), "%s: double forward %.9g vs float %.9g", name, l, lf);
+  batchnorm_backward(dx, dg, db, r, x, mean, is, gamma, B, C, S, training);
+  CHECK(gradcheck("bn dx", bn_loss, &c, n, dx, 1e-4, 2e-4, 2e-3) == 0, "%s: dx", name);
+  c.target = c.gamma;
+  CHECK(gradcheck("bn dgamma", bn_loss, &c, C, dg, 1e-4, 2e-4, 2e-3) == 0, "%s: dgamma", name);
+  c.target = c.beta;
+  CHECK(gradcheck("bn dbeta", bn_loss, &c, C, db, 1e-4, 2e-4, 2e-3) == 0, "%s: dbeta", name);
+  if (training) {   // against the textbook chain rule, both accumulating onto 1s
+    float *dx1 = fvec(n), *dg1 = fvec(C), *db1 = fvec(C), *dx2 = fvec(n), *dg2 = fvec(C),
+          *db2 = fvec(C);
+    for (int64_t i = 0; i < n; i++) dx1[i] = dx2[i] = 1;
+    for (int i = 0; i < C; i++) dg1[i] = dg2[i] = db1[i] = db2[i] = 1;
+    batchnorm_backward(dx1, dg1, db1, r, x, mean, is, gamma, B, C, S, 1);
+    batchnorm_backward_ref(dx2, dg2, db2, r, x, gamma, eps, B, C, S);
+    double d;
+    CHECK((d = reldiff(dx1, dx2, n)) < 1e-4, "%s: dx vs ref %.3g", name, d);
+    CHECK((d = reldiff(dg1, dg2, C)) < 1e-4, "%s: dgamma vs ref %.3g", name, d);
+    CHECK((d = reldiff(db1, db2, C)) < 1e-4, "%s: dbeta vs ref %.3g", name, d);
+    free(dx1), free(dg1), free(db1), free(dx2), free(dg2), free(db2);
+  }
+  free(c.x), free(c.gamma), free(c.beta);
+  free(x), free(gamma), free(beta), free(r), free(rm), free(rv), free(mean), free(var), free(is);
+  free(y), free(dx), free(dg), free(db);
+}
+
+static void test_bn_kernels (void) {
+  // (N=2, C=2, S=2): channel 0 holds 1,2,3,4 (mean 2.5, biased var 1.25),
+  // channel 1 holds -1,1,-3,3 (mean 0, var 5)
+  float x[8] = { 1, 2, -1, 1, 3, 4, -3, 3 }, mean[2], var[2];
+  batchnorm_stats(mean, var, x, 2, 2, 2);
+  CHECK(mean[0] == 2.5f && fabsf(var[0] - 1.25f) < 1e-6 && mean[1] == 0 && var[1] == 5,
+        "stats %g %g %g %g", mean[0], var[0], mean[1], var[1]);
+  for (int t = 0; t < 2; t++) bn_case(3, 2, 5, t), bn_case(4, 3, 1, t), bn_case(2, 5, 12, t);
+  bn_case(8, 4, 9 * 9 * 4, 1);   // big: OpenMP channels
+  bn_case(1, 3, 7, 1);
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Softmax kernels
+** =================================================================== */
+
+typedef struct {
+  int O, K, I, logp;
+  double *x;
+  const float *r;
+  const int64_t *labels;
+} sm_ctx;
+
+static double sm_loss (void *ctx, int64_t i, double delta) {
+  sm_ctx *c = ctx;
+  c->x[i] += delta;
+  double loss = 0;
+  for (int o = 0; o < c->O; o++)
+    for (int j = 0; j < c->I; j++) {
+      double *x = c->x + (size_t)o * c->K * c->I + j, m = -INFINITY, s = 0;
+      for (int k = 0; k < c->K; k++) m = fmax(m, x[(size_t)k * c->I]);
+      for (int k = 0; k < c->K; k++) s += exp(x[(size_t)k * c->I] - m);
+      if (c->labels) {    // cross-entropy: logsumexp - x[label], weighted by r[o]
+        loss += c->r[o] * (m + log(s) - x[c->labels[o]]);
+        continue;
+      }
+      for (int k = 0; k < c->K; k++) {
+        double v = x[(size_t)k * c->I] - m;
+        size_t at = (size_t)o * c->K * c->I + (size_t)k * c->I + j;
+        loss += c->r[at] * (c->logp ? v - log(s) : exp(v) / s);
+      }
+    }
+  c->x[i] -= delta;
+  return loss;
+}
+
+static void sm_case (int O, int K, int I, int logp, int grad) {
+  char name[64];
+  snprintf(name, sizeof name, "%s O%d K%d I%d", logp ? "log_softmax" : "softmax", O, K, I);
+  int64_t n = (int64_t)O * K * I;
+  float *x = frand(n), *r = frand(n), *y = fvec(n), *yr = fvec(n), *dx = fvec(n);
+  for (int64_t i = 0; i < n; i++) x[i] *= 4;
+  softmax_forward(y, x, O, K, I, logp);
+  softmax_forward_ref(yr, x, O, K, I, logp);
+  double d = reldiff(y, yr, n);
+  CHECK(d < 1e-5, "%s: forward differs from ref by %.3g", name, d);
+  softmax_backward(dx, r, y, O, K, I, logp);
+  double *xd = dvec(x, n);
+  sm_ctx c = { O, K, I, logp, xd, r, NULL };
+  if (grad)
+    CHECK(gradcheck(name, sm_loss, &c, n, dx, 1e-4, 1e-4, 1e-3) == 0, "%s: dx", name);
+  free(x), free(r), free(y), free(yr), free(dx), free(xd);
+}
+
+static void test_softmax_kernels (void) {
+  float x[4] = { 0, logf(3), 1000, 1000 }, y[4];
+  softmax_forward(y, x, 2, 2, 1, 0);
+  CHECK(fabsf(y[0] - 0.25f) < 1e-6 && fabsf(y[1] - 0.75f) < 1e-6 && y[2] == 0.5f && y[3] == 0.5f,
+        "softmax by hand %g %g %g %g", y[0], y[1], y[2], y[3]);
+  softmax_forward(y, x, 2, 2, 1, 1);
+  CHECK(fabsf(y[0] - logf(0.25f)) < 1e-6 && fabsf(y[3] - logf(0.5f)) < 1e-6,
+        "log_softmax by hand %g %g", y[0], y[3]);
+  for (int logp = 0; logp < 2; logp++) {
+    sm_case(3, 5, 1, logp, 1);
+    sm_case(2, 4, 3, logp, 1);
+    sm_case(1, 7, 70, logp, 1);       // crosses the 64-column strip
+    sm_case(4, 1, 5, logp, 1);
+    sm_case(300, 150, 1, logp, 0);    // big: OpenMP rows, forward only
+  }
+  // cross-entropy: zeros over 4 classes cost log 4; gradient (softmax - onehot) * dloss
+  {
+    float z[8] = { 0 }, loss[2], prob[8], dl[8] = { 0 }, go[2] = { 1, 2 };
+    int64_t lab[2] = { 1, 3 };
+    softmax_xent_forward(loss, prob, z, lab, 2, 4);
+    CHECK(fabsf(loss[0] - logf(4)) < 1e-6 && fabsf(loss[1] - logf(4)) < 1e-6, "xent by hand %g",
+          loss[0]);
+    softmax_xent_backward(dl, go, prob, lab, 2, 4);
+    CHECK(dl[0] == 0.25f && dl[1] == -0.75f && dl[4] == 0.5f && dl[7] == -1.5f,
+          "xent grad by hand %g %g %g %g", dl[0], dl[1], dl[4], dl[7]);
+  }
+  {
+    int N = 5, K = 7;
+    float *x = frand(N * K), *r = frand(N), loss[5], *prob = fvec(N * K), *dx = fvec(N * K);
+    float *lsm = fvec(N * K);
+    int64_t lab[5] = { 0, 6, 3, 3, 1 };
+    for (int i = 0; i < N * K; i++) x[i] *= 5;
+    softmax_xent_forward(loss, prob, x, lab, N, K);
+    softmax_forward(lsm, x, N, K, 1, 1);
+    int ok = 1;
+    for (int i = 0; i < N; i++) ok &= fabsf(loss[i] + lsm[i * K + lab[i]]) < 1e-5f;
+    CHECK(ok, "xent equals -log_softmax at the label");
+    softmax_xent_backward(dx, r, prob, lab, N, K);
+    double *xd = dvec(x, N * K);
+    sm_ctx c = { N, K, 1, 0, xd, r, lab };
+    CHECK(gradcheck("xent", sm_loss, &c, N * K, dx, 1e-4, 1e-4, 1e-3) == 0, "xent dx");
+    free(x), free(r), free(prob), free(dx), free(lsm), free(xd);
+  }
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Dropout kernels
+** =================================================================== */
+
+static void test_dropout_kernels (void) {
+  int n = 20001;
+  float *x = frand(n), *y = fvec(n), *y2 = fvec(n), *dx = fvec(n), *go = frand(n);
+  uint8_t *mask = malloc(n), *mask2 = malloc(n);
+  trl_rng r;
+  trl_rng_seed(&r, 42);
+  dropout_forward(y, mask, x, n, 0.3, &r);
+  int kept = 0, ok = 1;
+  for (int i = 0; i < n; i++) {
+    kept += mask[i];
+    ok &= mask[i] ? fabsf(y[i] - x[i] / 0.7f) < 1e-6f : y[i] == 0;
+  }
+  CHECK(fabs(kept / (double)n - 0.7) < 0.015, "kept fraction %g for p = 0.3", kept / (double)n);
+  CHECK(ok, "kept elements scaled by 1/(1-p), dropped ones zero");
+  trl_rng_seed(&r, 42);
+  dropout_forward(y2, mask2, x, n, 0.3, &r);
+  CHECK(memcmp(mask, mask2, n) == 0, "the same seed gives the same mask");
+  for (int i = 0; i < n; i++) dx[i] = 1;
+  dropout_backward(dx, go, mask, n, 1 / 0.7f);
+  ok = 1;
+  for (int i = 0; i < n; i++) ok &= fabsf(dx[i] - (1 + (mask[i] ? go[i] / 0.7f : 0))) < 1e-6f;
+  CHECK(ok, "dropout backward accumulates mask * dout / (1-p)");
+  dropout_forward(y, mask, x, n, 1.0, &r);
+  ok = 1;
+  for (int i = 0; i < n; i++) ok &= y[i] == 0 && mask[i] == 0;
+  CHECK(ok, "p = 1 drops everything");
+  free(x), free(y), free(y2), free(dx), free(go), free(mask), free(mask2);
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Builders, errors and the tape
+** =================================================================== */
+
+static trl_tensor *tens (int ndim, const int64_t *shape, const float *data) {
+  trl_tensor *t = NULL;
+  CHECK_OK(trl_tensor_from_bytes(&t, TRL_F32, ndim, shape, data));
+  return t;
+}
+
+static trl_tensor *trand (int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  float *d = frand(n);
+  trl_tensor *t = tens(ndim, shape, d);
+  free(d);
+  return t;
+}
+
+// sum(y .* r) through the tape, then backward.
+static void backward_dot (trl_tensor *y, trl_tensor *r) {
+  trl_tensor *p = NULL, *l = NULL;
+  CHECK_OK(trl_binary(&p, TRL_OP_MUL, y, r));
+  CHECK_OK(trl_reduce(&l, TRL_OP_SUM, p, TRL_ALLDIMS, 0));
+  CHECK_OK(trl_backward(l, NULL, 0));
+  trl_tensor_release(p);
+  trl_tensor_release(l);
+}
+
+static void test_errors (void) {
+  int64_t xs[4] = { 2, 3, 5, 5 }, wsh[4] = { 4, 2, 3, 3 }, bs[1] = { 5 };
+  trl_tensor *x = trand(4, xs), *w = trand(4, wsh), *b = trand(1, bs), *y = NULL;
+  trl_conv_params p = trl_conv_defaults();
+  CHECK(trl_conv2d(&y, x, w, NULL, &p) == TRL_ESHAPE, "conv channel mismatch");
+  const char *m = trl_errmsg();
+  CHECK(contains(m, "conv2d") && contains(m, "x is [2,3,5,5]") &&
+        contains(m, "weight is [4,2,3,3]"), "message: %s", m);
+  wsh[1] = 3;
+  trl_tensor *w3 = trand(4, wsh);
+  CHECK(trl_conv2d(&y, x, w3, b, &p) == TRL_ESHAPE && contains(trl_errmsg(), "bias is [5]") &&
+        contains(trl_errmsg(), "[4,3,3,3]"), "bias mismatch: %s", trl_errmsg());
+  p.groups = 2;
+  CHECK(trl_conv2d(&y, x, w3, NULL, &p) == TRL_ESHAPE && contains(trl_errmsg(), "groups 2"),
+        "groups: %s", trl_errmsg());
+  p = trl_conv_defaults();
+  p.dilation[0] = 3;
+  CHECK(trl_conv2d(&y, x, w3, NULL, &p) == TRL_ESHAPE && contains(trl_errmsg(), "larger"),
+        "dilated kernel too big: %s", trl_errmsg());
+  trl_pool_params pp = trl_pool_defaults(3);
+  pp.pad[0] = 2;
+  CHECK(trl_maxpool2d(&y, x, &pp) == TRL_EARG && contains(trl_errmsg(), "maxpool2d") &&
+        contains(trl_errmsg(), "[2,3,5,5]"), "pool pad: %s", trl_errmsg());
+  CHECK(trl_avgpool2d(&y, b, &pp) == TRL_ESHAPE && contains(trl_errmsg(), "[5]"),
+        "pool 1-D: %s", trl_errmsg());
+  trl_bn_params bp = trl_bn_defaults();
+  CHECK(trl_batchnorm(&y, x, b, NULL, b, b, &bp) == TRL_ESHAPE &&
+        contains(trl_errmsg(), "gamma is [5]") && contains(trl_errmsg(), "x is [2,3,5,5]"),
+        "bn gamma: %s", trl_errmsg());
+  int64_t ls[2] = { 3, 4 }, ns[1] = { 3 };
+  trl_tensor *logits = trand(2, ls), *lab = NULL;
+  int64_t labv[3] = { 0, 7, 1 };
+  CHECK_OK(trl_tensor_from_bytes(&lab, TRL_I64, 1, ns, labv));
+  CHECK(trl_softmax_xent(&y, logits, lab) == TRL_EARG && contains(trl_errmsg(), "label 7") &&
+        contains(trl_errmsg(), "K = 4"), "label range: %s", trl_errmsg());
+  CHECK(trl_softmax_xent(&y, x, lab) == TRL_ESHAPE && contains(trl_errmsg(), "[2,3,5,5]"),
+        "xent logits shape: %s", trl_errmsg());
+  CHECK(trl_softmax(&y, logits, 2) == TRL_EARG, "softmax dim out of range: %s", trl_errmsg());
+  CHECK(trl_dropout(&y, x, 1.5, 1, NULL) == TRL_EARG, "dropout p: %s", trl_errmsg());
+  trl_tensor_release(x), trl_tensor_release(w), trl_tensor_release(b), trl_tensor_release(w3);
+  trl_tensor_release(logits), trl_tensor_release(lab);
+}
+
+// Builders on a non-contiguous x, gradients through the tape, against the kernels.
+static void test_tape (void) {
+  long live0 = trl_tensor_live();
+  int prev = trl_tape_set(1, 1);
+  {   // conv2d with bias, x given as a permuted (non-contiguous) view of (N,H,C,W)
+    int64_t xs[4] = { 2, 5, 3, 6 }, wsh[4] = { 4, 3, 3, 3 }, bs[1] = { 4 };
+    trl_tensor *xp = trand(4, xs), *x = NULL, *w = trand(4, wsh), *b = trand(1, bs), *y = NULL;
+    int perm[4] = { 0, 2, 1, 3 };
+    CHECK_OK(trl_attach_grad(xp, TRL_GRAD_WRITE));
+    CHECK_OK(trl_permute(&x, xp, perm));   // recorded, so the gradient reaches xp
+    CHECK_OK(trl_attach_grad(w, TRL_GRAD_WRITE));
+    CHECK_OK(trl_attach_grad(b, TRL_GRAD_WRITE));
+    trl_conv_params p = trl_conv_defaults();
+    p.stride[1] = 2, p.pad[0] = 1, p.pad[1] = 1;
+    CHECK_OK(trl_conv2d(&y, x, w, b, &p));
+    trl_tensor *xc = NULL;
+    CHECK_OK(trl_tensor_clone(&xc, x, TRL_F32));
+    trl_conv_geom g;
+    CHECK_OK(conv2d_check(&g, x, w, b, &p));
+    CHECK(y->shape[2] == 5 && y->shape[3] == 3, "conv out shape %lld %lld",
+          (long long)y->shape[2], (long long)y->shape[3]);
+    int64_t ny = trl_numel(y);
+    float *yr = fvec(ny);
+    conv2d_forward_ref(yr, trl_f32(xc), trl_f32(w), trl_f32(b), &g);
+    CHECK(reldiff(trl_f32(y), yr, ny) < 1e-5, "conv builder forward");
+    trl_tensor *r = trand(y->ndim, y->shape);
+    backward_dot(y, r);
+    float *dx = fvec(trl_numel(x)), *dw = fvec(trl_numel(w)), *db = fvec(4);
+    conv2d_backward_ref(dx, dw, db, trl_f32(r), trl_f32(xc), trl_f32(w), &g);
+    trl_tensor *gx = NULL;   // xp->grad is (N,H,C,W): view it as (N,C,H,W) like dx
+    CHECK_OK(trl_view_permute(&gx, xp->grad, perm));
+    trl_tensor *gxc = NULL;
+    CHECK_OK(trl_tensor_clone(&gxc, gx, TRL_F32));
+    CHECK(reldiff(trl_f32(gxc), dx, trl_numel(x)) < 1e-4, "conv tape dx");
+    CHECK(reldiff(trl_f32(w->grad), dw, trl_numel(w)) < 1e-4, "conv tape dw");
+    CHECK(reldiff(trl_f32(b->grad), db, 4) < 1e-4, "conv tape db");
+    free(yr), free(dx), free(dw), free(db);
+    trl_tensor *ts[] = { xp, x, w, b, y, xc, r, gx, gxc };
+    for (int i = 0; i < 9; i++) trl_tensor_release(ts[i]);
+  }
+  {   // no bias, and batchnorm with fixed gamma/beta (NULL): absent inputs get no gradient
+    int64_t xs[4] = { 2, 4, 5, 5 }, wsh[4] = { 4, 1, 3, 3 }, cs[1] = { 4 };
+    float zero[4] = { 0, 0, 0, 0 }, one[4] = { 1, 1, 1, 1 };
+    trl_tensor *x = trand(4, xs), *w = trand(4, wsh), *y = NULL, *z = NULL;
+    trl_tensor *rm = tens(1, cs, zero), *rv = tens(1, cs, one), *r = NULL;
+    CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+    CHECK_OK(trl_attach_grad(w, TRL_GRAD_ADD));
+    trl_conv_params p = trl_conv_defaults();
+    p.groups = 4, p.pad[0] = p.pad[1] = 1;
+    CHECK_OK(trl_conv2d(&y, x, w, NULL, &p));
+    trl_bn_params bp = trl_bn_defaults();
+    CHECK_OK(trl_batchnorm(&z, y, NULL, NULL, rm, rv, &bp));
+    r = trand(z->ndim, z->shape);
+    CHECK_OK(trl_backward(z, r, 0));
+    // by hand through the kernels: dy from batchnorm, then the depthwise conv backward
+    trl_conv_geom g;
+    CHECK_OK(conv2d_check(&g, x, w, NULL, &p));
+    int64_t ny = trl_numel(y), nx = trl_numel(x), nw = trl_numel(w);
+    float *mean = fvec(4), *var = fvec(4), *dy = fvec(ny), *dx = fvec(nx), *dw = fvec(nw);
+    batchnorm_stats(mean, var, trl_f32(y), 2, 4, 25);
+    for (int c = 0; c < 4; c++) var[c] = 1 / sqrtf(var[c] + 1e-5f);
+    batchnorm_backward(dy, NULL, NULL, trl_f32(r), trl_f32(y), mean, var, NULL, 2, 4, 25, 1);
+    conv2d_backward_ref(dx, dw, NULL, dy, trl_f32(x), trl_f32(w), &g);
+    CHECK(reldiff(trl_f32(x->grad), dx, nx) < 1e-4, "conv+bn tape dx");
+    CHECK(reldiff(trl_f32(w->grad), dw, nw) < 1e-4, "conv+bn tape dw");
+    free(mean), free(var), free(dy), free(dx), free(dw);
+    trl_tensor *ts[] = { x, w, y, z, rm, rv, r };
+    for (int i = 0; i < 7; i++) trl_tensor_release(ts[i]);
+  }
+  {   // maxpool -> avgpool -> global avg pool chain; checks shapes and one gradient by hand
+    int64_t xs[4] = { 1, 1, 4, 4 };
+    float xv[16];
+    for (int i = 0; i < 16; i++) xv[i] = (float)i;
+    trl_tensor *x = tens(4, xs, xv), *a = NULL, *b = NULL, *c = NULL;
+    CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+    trl_pool_params p = trl_pool_defaults(2);
+    CHECK_OK(trl_maxpool2d(&a, x, &p));            // [[5,7],[13,15]]
+    trl_pool_params q = { {2, 2}, {1, 1}, {1, 1}, 0, 0 };
+    CHECK_OK(trl_avgpool2d(&b, a, &q));            // 3x3, padding excluded
+    CHECK_OK(trl_global_avgpool2d(&c, b));
+    CHECK(c->ndim == 4 && c->shape[2] == 1 && b->shape[2] == 3, "pool shapes");
+    // every a element lands in 4 windows; a corner window averages 1 element, an edge 2, the
+    // centre 4: d/da = (1 + 1/2 + 1/2 + 1/4) / 9 = 0.25 for each of the 4 elements
+    CHECK(fabs(trl_get(c, 0) - (5 + 7 + 13 + 15) / 4.0) < 1e-5, "chain value %g", trl_get(c, 0));
+    CHECK_OK(trl_backward(c, NULL, 0));
+    CHECK(fabs(trl_get(x->grad, 5) - 0.25) < 1e-6 && trl_get(x->grad, 0) == 0 &&
+          fabs(trl_get(x->grad, 15) - 0.25) < 1e-6, "pool chain grads %g %g",
+          trl_get(x->grad, 5), trl_get(x->grad, 15));
+    trl_tensor_release(x), trl_tensor_release(a), trl_tensor_release(b), trl_tensor_release(c);
+  }
+  {   // batchnorm by hand: train updates running stats, inference uses them
+    int64_t xs[3] = { 2, 2, 2 }, cs[1] = { 2 };
+    float xv[8] = { 1, 2, -1, 1, 3, 4, -3, 3 }, gv[2] = { 2, 1 }, bv[2] = { 0.5f, -1 };
+    float rmv[2] = { 0, 0 }, rvv[2] = { 1, 1 };
+    trl_tensor *x = tens(3, xs, xv), *gm = tens(1, cs, gv), *bt = tens(1, cs, bv);
+    trl_tensor *rm = tens(1, cs, rmv), *rv = tens(1, cs, rvv), *y = NULL, *y2 = NULL;
+    CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+    CHECK_OK(trl_attach_grad(gm, TRL_GRAD_WRITE));
+    trl_bn_params p = trl_bn_defaults();
+    CHECK(p.training == 1 && p.momentum == 0.9f && p.eps == 1e-5f, "bn defaults follow the tape");
+    CHECK_OK(trl_batchnorm(&y, x, gm, bt, rm, rv, &p));
+    // running = 0.9 * running + 0.1 * batch: means 0.25, 0; biased vars 1.025, 1.4
+    CHECK(fabs(trl_get(rm, 0) - 0.25) < 1e-6 && trl_get(rm, 1) == 0 &&
+          fabs(trl_get(rv, 0) - 1.025) < 1e-6 && fabs(trl_get(rv, 1) - 1.4) < 1e-6,
+          "running stats %g %g %g %g", trl_get(rm, 0), trl_get(rm, 1), trl_get(rv, 0),
+          trl_get(rv, 1));
+    // y[0,0,0] = 2 * (1 - 2.5) / sqrt(1.25 + 1e-5) + 0.5; y[1,1,1] = (3 - 0) / sqrt(5 + 1e-5) - 1
+    CHECK(fabs(trl_get(y, 0) - (2 * -1.5 / sqrt(1.25 + 1e-5) + 0.5)) < 1e-5 &&
+          fabs(trl_get(y, 7) - (3 / sqrt(5 + 1e-5) - 1)) < 1e-5, "bn train y %g %g",
+          trl_get(y, 0), trl_get(y, 7));
+    trl_tensor *ones = NULL;
+    CHECK_OK(trl_tensor_empty_like(&ones, y));
+    trl_fill(ones, 1);
+    CHECK_OK(trl_backward(y, ones, 0));
+    // d(sum y)/dx = 0 in training (normalized values sum to a constant); d/dgamma = sum xhat = 0
+    CHECK(fabs(trl_get(x->grad, 0)) < 1e-5 && fabs(trl_get(gm->grad, 0)) < 1e-5,
+          "bn train grads %g %g", trl_get(x->grad, 0), trl_get(gm->grad, 0));
+    p.training = 0;
+    CHECK_OK(trl_batchnorm(&y2, x, gm, bt, rm, rv, &p));
+    CHECK(fabs(trl_get(y2, 0) - (2 * (1 - 0.25) / sqrt(1.025 + 1e-5) + 0.5)) < 1e-5 &&
+          fabs(trl_get(y2, 7) - (3 / sqrt(1.4 + 1e-5) - 1)) < 1e-5, "bn infer y %g %g",
+          trl_get(y2, 0), trl_get(y2, 7));
+    CHECK(fabs(trl_get(rm, 0) - 0.25) < 1e-6, "inference leaves running stats alone");
+    CHECK_OK(trl_backward(y2, ones, 0));
+    // inference is affine: dx = gamma / sqrt(rv + eps)
+    CHECK(fabs(trl_get(x->grad, 0) - 2 / sqrt(1.025 + 1e-5)) < 1e-5, "bn infer dx %g",
+          trl_get(x->grad, 0));
+    trl_tensor *ts[] = { x, gm, bt, rm, rv, y, y2, ones };
+    for (int i = 0; i < 8; i++) trl_tensor_release(ts[i]);
+  }
+  {   // softmax over dim 1 of (2,3,4), log_softmax, cross-entropy and dropout through the tape
+    int64_t xs[3] = { 2, 3, 4 }, ls[2] = { 4, 5 }, ns[1] = { 4 };
+    trl_tensor *x = trand(3, xs), *y = NULL, *z = NULL, *r = trand(3, xs);
+    CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+    CHECK_OK(trl_softmax(&y, x, -2));
+    float *yr = fvec(24), *dx = fvec(24);
+    softmax_forward_ref(yr, trl_f32(x), 2, 3, 4, 0);
+    CHECK(reldiff(trl_f32(y), yr, 24) < 1e-5, "softmax builder forward");
+    backward_dot(y, r);
+    softmax_backward(dx, trl_f32(r), yr, 2, 3, 4, 0);
+    CHECK(reldiff(trl_f32(x->grad), dx, 24) < 1e-4, "softmax tape dx");
+    CHECK_OK(trl_log_softmax(&z, x, 2));
+    softmax_forward_ref(yr, trl_f32(x), 6, 4, 1, 1);
+    CHECK(reldiff(trl_f32(z), yr, 24) < 1e-5, "log_softmax builder forward");
+    trl_tensor *logits = trand(2, ls), *lab = NULL, *loss = NULL;
+    int64_t labv[4] = { 4, 0, 2, 2 };
+    CHECK_OK(trl_tensor_from_bytes(&lab, TRL_I64, 1, ns, labv));
+    CHECK_OK(trl_attach_grad(logits, TRL_GRAD_WRITE));
+    CHECK_OK(trl_softmax_xent(&loss, logits, lab));
+    CHECK(loss->ndim == 1 && loss->shape[0] == 4, "xent gives one loss per sample");
+    trl_tensor *ones = NULL;
+    CHECK_OK(trl_tensor_empty_like(&ones, loss));
+    trl_fill(ones, 1);
+    CHECK_OK(trl_backward(loss, ones, 0));   // rows of softmax - onehot sum to zero
+    double rs = 0;
+    for (int k = 0; k < 5; k++) rs += trl_get(logits->grad, 5 + k);
+    CHECK(fabs(rs) < 1e-6 && trl_get(logits->grad, 5) < 0, "xent grad row sum %g", rs);
+    trl_tensor *d = NULL, *d2 = NULL;
+    trl_rng rng;
+    trl_rng_seed(&rng, 7);
+    CHECK_OK(trl_dropout(&d, x, 0.5, 1, &rng));
+    CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+    CHECK_OK(trl_backward(d, r, 0));
+    int ok = 1;
+    for (int i = 0; i < 24; i++) {
+      double v = trl_get(d, i), gx = trl_get(x->grad, i);
+      ok &= v == 0 ? gx == 0 : fabs(gx - 2 * trl_get(r, i)) < 1e-6;
+    }
+    CHECK(ok, "dropout tape grad follows the mask");
+    CHECK_OK(trl_dropout(&d2, x, 0.5, 0, &rng));
+    CHECK(d2 == x, "inference dropout is the identity");
+    free(yr), free(dx);
+    trl_tensor *ts[] = { x, y, z, r, logits, lab, loss, ones, d, d2 };
+    for (int i = 0; i < 10; i++) trl_tensor_release(ts[i]);
+  }
+  trl_tape_set(prev & 1, prev >> 1 & 1);
+  CHECK(trl_tensor_live() == live0, "tensors leaked: %ld live, %ld before",
+        trl_tensor_live(), live0);
+}
+
+/* }================================================================== */
+
+int main (void) {
+  test_conv_kernels();
+  test_pool_kernels();
+  test_bn_kernels();
+  test_softmax_kernels();
+  test_dropout_kernels();
+  test_errors();
+  test_tape();
+  printf("test_nn_ops: %d passed, %d failed\n", passed, failed);
+  return failed != 0;
+}
