@@ -103,6 +103,9 @@ void trl_openlibs (lua_State *L) {
     lua_setfield(L, -2, r->name);
   }
   lua_pop(L, 1);
+  // the tensor metatable must exist before any module pushes a tensor
+  luaL_requiref(L, "trl._tensor", luaopen_trl_tensor, 0);
+  lua_pop(L, 1);
   // Lua cannot see tensor memory: run a full GC when it passes 1 GiB, then twice what survived
   const char *lim = getenv("TRL_GC_SOFT_LIMIT_MB");
   size_t mb = lim ? (size_t)strtoull(lim, NULL, 10) : 1024;
