@@ -19,7 +19,7 @@ local trl = {
 
 local submodules = {
   nd = 'trl.nd', autograd = 'trl.autograd', gluon = 'trl.gluon', init = 'trl.initializer',
-  data = 'trl.gluon.data', show = 'trl.show',
+  data = 'trl.gluon.data', show = 'trl.show', lr_scheduler = 'trl.gluon.lr_scheduler',
 }
 
 return setmetatable(trl, {
