@@ -179,6 +179,20 @@ static int m_seed (lua_State *L) {
   return 0;
 }
 
+// The default generator's state as a 32-byte string, and back (for checkpoints).
+static int m_rng_state (lua_State *L) {
+  lua_pushlstring(L, (const char *)trl_rng_default()->s, sizeof trl_rng_default()->s);
+  return 1;
+}
+
+static int m_set_rng_state (lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_argcheck(L, n == sizeof trl_rng_default()->s, 1, "not a generator state (32 bytes expected)");
+  memcpy(trl_rng_default()->s, s, n);
+  return 0;
+}
+
 // random integers in [lo, hi) (for shuffles and dropout seeds made in Lua)
 static int m_randint (lua_State *L) {
   lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
@@ -936,7 +950,7 @@ static const luaL_Reg metamethods[] = {
 static const luaL_Reg funcs[] = {
   {"array", m_array}, {"zeros", m_zeros}, {"ones", m_ones}, {"full", m_full},
   {"arange", m_arange}, {"uniform", m_uniform}, {"normal", m_normal}, {"seed", m_seed},
-  {"randint", m_randint}, {"rand", m_rand}, {"where", m_where}, {"concat", m_concat},
+  {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state}, {"randint", m_randint}, {"rand", m_rand}, {"where", m_where}, {"concat", m_concat},
   {"matmul", t_matmul}, {"maximum", t_maximum}, {"minimum", t_minimum},
   {"tape_set", m_tape_set}, {"tape_state", m_tape_state},
   {"clock", m_clock}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},

@@ -15,6 +15,8 @@ nd.random = {
   -- nd.random.uniform(low, high, shape), nd.random.normal(mean, std, shape)
   uniform = T.uniform, normal = T.normal, seed = T.seed,
   randint = T.randint, rand = T.rand,
+  -- get_state() -> string; set_state(s): the generator behind nd.random, for checkpoints
+  get_state = T.rng_state, set_state = T.set_rng_state,
 }
 
 -- Free-function forms of the elementwise and reduction methods: nd.exp(x), nd.sum(x, dim).
