@@ -96,6 +96,10 @@ static void gc_hook (void *ud) {
   lua_gc((lua_State *)ud, LUA_GCCOLLECT);
 }
 
+static void gc_step (void *ud, size_t kb) {
+  lua_gc((lua_State *)ud, LUA_GCSTEP, (int)(kb > 1 << 20 ? 1 << 20 : kb));
+}
+
 void trl_openlibs (lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   for (const luaL_Reg *r = preloads; r->name; r++) {
@@ -106,10 +110,11 @@ void trl_openlibs (lua_State *L) {
   // the tensor metatable must exist before any module pushes a tensor
   luaL_requiref(L, "trl._tensor", luaopen_trl_tensor, 0);
   lua_pop(L, 1);
-  // Lua cannot see tensor memory: run a full GC when it passes 1 GiB, then twice what survived
+  // Lua cannot see tensor memory: large allocations advance its GC, and a full GC runs when
+  // tensor memory passes 1 GiB (then twice what survived)
   const char *lim = getenv("TRL_GC_SOFT_LIMIT_MB");
   size_t mb = lim ? (size_t)strtoull(lim, NULL, 10) : 1024;
-  trl_mem_set_hook(gc_hook, L, mb << 20);
+  trl_mem_set_hook(gc_hook, gc_step, L, mb << 20);
   const char *nt = getenv("TRL_NUM_THREADS");
   if (nt && atoi(nt) > 0) trl_set_num_threads(atoi(nt));
 }

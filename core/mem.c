@@ -3,7 +3,9 @@
 ** done once). Blocks of 64 KiB and more are rounded to size classes (4 per power of two) and
 ** kept on a free list when released, so a training step that allocates the same shapes every
 ** iteration stops paying for mmap and page faults after warm-up (PyTorch's caching allocator
-** does the same). The hook runs on the thread that installed it only; workers never call it.
+** does the same). The hooks run on the thread that installed them only; workers never call them:
+** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
+** and a full GC runs when malloc fails or tensor memory passes the soft limit.
 */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +22,7 @@ typedef struct block { struct block *next; } block;
 
 static atomic_size_t held;
 static void (*gc_hook)(void *);
+static void (*gc_step)(void *, size_t);
 static void *gc_ud;
 static size_t soft_limit, base_limit;
 static _Thread_local int in_hook, is_main;
@@ -51,8 +54,10 @@ static void cache_trim (void) {
   pthread_mutex_unlock(&cache_lock);
 }
 
-void trl_mem_set_hook (void (*hook)(void *ud), void *ud, size_t limit) {
+void trl_mem_set_hook (void (*hook)(void *ud), void (*step)(void *ud, size_t kb), void *ud,
+                       size_t limit) {
   gc_hook = hook;
+  gc_step = step;
   gc_ud = ud;
   soft_limit = base_limit = limit;
   is_main = 1;
@@ -85,6 +90,11 @@ void *trl_alloc (size_t nbytes) {
     run_hook();  // then let the heap grow to twice what survived, as Lua's own GC pause does
     size_t h = atomic_load(&held) * 2;
     soft_limit = h > base_limit ? h : base_limit;
+  }
+  if (gc_step && is_main && !in_hook && n >= CACHE_MIN) {
+    in_hook = 1;  // tell the GC about memory it cannot see, so garbage tensors go promptly
+    gc_step(gc_ud, n >> 10);
+    in_hook = 0;
   }
   void *p = NULL;
   int c = -1;
