@@ -62,7 +62,8 @@ SGD.__index = SGD
 M.SGD = SGD
 function M.sgd(o) return new(SGD, o, {learning_rate = 0.01, momentum = 0}) end
 
-function SGD:update(i, weight, grad, lr_mult, wd_mult)
+-- SGD and NAG differ only in the kernel: a momentum buffer made at the first update, if any.
+local function momentum_update(self, kernel, i, weight, grad, lr_mult, wd_mult)
   self:_count(i)
   local lr, wd = self:current_lr() * lr_mult, self.wd * wd_mult
   local st = self.state[i]
@@ -70,8 +71,10 @@ function SGD:update(i, weight, grad, lr_mult, wd_mult)
     st = {momentum = nd.zeros(weight:shape())}
     self.state[i] = st
   end
-  O.sgd(weight, grad, st and st.momentum, lr, wd, self.rescale_grad, self.momentum, self.clip_gradient)
+  kernel(weight, grad, st and st.momentum, lr, wd, self.rescale_grad, self.momentum, self.clip_gradient)
 end
+
+function SGD:update(...) return momentum_update(self, O.sgd, ...) end
 
 --[[ NAG{learning_rate=0.01, momentum=0, ...}: Nesterov momentum ]]
 local NAG = setmetatable({__name = 'NAG'}, {__index = Optimizer})
@@ -79,16 +82,7 @@ NAG.__index = NAG
 M.NAG = NAG
 function M.nag(o) return new(NAG, o, {learning_rate = 0.01, momentum = 0}) end
 
-function NAG:update(i, weight, grad, lr_mult, wd_mult)
-  self:_count(i)
-  local lr, wd = self:current_lr() * lr_mult, self.wd * wd_mult
-  local st = self.state[i]
-  if st == nil and self.momentum ~= 0 then
-    st = {momentum = nd.zeros(weight:shape())}
-    self.state[i] = st
-  end
-  O.nag(weight, grad, st and st.momentum, lr, wd, self.rescale_grad, self.momentum, self.clip_gradient)
-end
+function NAG:update(...) return momentum_update(self, O.nag, ...) end
 
 --[[ Adam{learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, ...} ]]
 local Adam = setmetatable({__name = 'Adam'}, {__index = Optimizer})
