@@ -904,6 +904,20 @@ static int m_get_num_threads (lua_State *L) {
   return 1;
 }
 
+// c = a b straight through sgemm on existing contiguous (M,K), (K,N), (M,N) float32 buffers: no
+// checks beyond the shapes, no allocation. The baseline that bench/matmul.lua compares with.
+static int m_sgemm_raw (lua_State *L) {
+  trl_tensor *a = trl_checktensor(L, 1), *b = trl_checktensor(L, 2), *c = trl_checktensor(L, 3);
+  int ok = a->ndim == 2 && b->ndim == 2 && c->ndim == 2 && a->shape[1] == b->shape[0] &&
+           c->shape[0] == a->shape[0] && c->shape[1] == b->shape[1] && trl_is_contiguous(a) &&
+           trl_is_contiguous(b) && trl_is_contiguous(c) && a->dtype == TRL_F32 &&
+           b->dtype == TRL_F32 && c->dtype == TRL_F32;
+  if (!ok) luaL_error(L, "sgemm_raw: needs contiguous float32 (M,K), (K,N), (M,N)");
+  int M = (int)a->shape[0], K = (int)a->shape[1], N = (int)b->shape[1];
+  trl_sgemm(0, 0, M, N, K, 1.0f, trl_f32(a), K, trl_f32(b), N, 0.0f, trl_f32(c), N);
+  return 0;
+}
+
 static int m_clock (lua_State *L) {  // monotonic seconds, for timing
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -953,7 +967,7 @@ static const luaL_Reg funcs[] = {
   {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state}, {"randint", m_randint}, {"rand", m_rand}, {"where", m_where}, {"concat", m_concat},
   {"matmul", t_matmul}, {"maximum", t_maximum}, {"minimum", t_minimum},
   {"tape_set", m_tape_set}, {"tape_state", m_tape_state},
-  {"clock", m_clock}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
+  {"clock", m_clock}, {"sgemm_raw", m_sgemm_raw}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
   {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
   {NULL, NULL}
 };

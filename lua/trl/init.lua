@@ -11,6 +11,7 @@ local trl = {
   debug = {
     live = T.live,            -- tensor headers alive (leak checks)
     mem_bytes = T.mem_bytes,  -- bytes of tensor storage held
+    sgemm_raw = T.sgemm_raw,  -- c = a b through sgemm, no allocation (benchmarks)
   },
   set_num_threads = T.set_num_threads,
   get_num_threads = T.get_num_threads,
