@@ -4,6 +4,7 @@ Submodules load on first use (gluon.nn, gluon.loss, gluon.Trainer, ...).
 ]]
 local block = require 'trl.gluon.block'
 local parameter = require 'trl.gluon.parameter'
+require 'trl.gluon.params_io'   -- installs Block:load_parameters / :save_parameters
 
 local gluon = {
   Block = block.Block, HybridBlock = block.HybridBlock, class = block.class,

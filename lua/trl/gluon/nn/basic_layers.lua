@@ -330,8 +330,9 @@ function BatchNorm:forward(x)
       .. "expected in_channels %d", self.name, shape_str(shape), c, axis, self.gamma.shape[1]), 2)
   end
   if axis ~= 2 then x = x:transpose(2, axis) end
+  local gamma = self.gamma:data()  -- also ends a deferred init when gamma is fixed at 1
   local out = M.nn_ops().batch_norm(x,
-    not self._fix_gamma and self.gamma:data() or nil, self.beta:data(),
+    not self._fix_gamma and gamma or nil, self.beta:data(),
     self.running_mean:data(), self.running_var:data(),
     {eps = self._eps, momentum = self._momentum, training = autograd.is_training(),
      use_global_stats = self._use_global_stats})
