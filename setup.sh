@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libopenblas-dev libjpeg62-turbo-dev
           libturbojpeg0-dev libpng-dev libzip-dev libcurl4-openssl-dev libreadline-dev libcjson-dev
-          lua-filesystem lua-cjson lua-argparse gnuplot-nox)
+          lua-filesystem lua-cjson lua-argparse gnuplot-nox python3)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
