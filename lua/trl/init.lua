@@ -18,9 +18,14 @@ local trl = {
   clock = T.clock,            -- monotonic seconds
 }
 
+-- trl.unfreeze(block): undo trl.freeze (see lua/trl/freeze.lua)
+function trl.unfreeze(...) return require('trl.freeze').unfreeze(...) end
+
 local submodules = {
   nd = 'trl.nd', autograd = 'trl.autograd', gluon = 'trl.gluon', init = 'trl.initializer',
   data = 'trl.gluon.data', show = 'trl.show', lr_scheduler = 'trl.gluon.lr_scheduler',
+  utils = 'trl.utils', d2l = 'trl.d2l', plot = 'trl.plot', checkpoint = 'trl.checkpoint',
+  freeze = 'trl.freeze',
 }
 
 return setmetatable(trl, {

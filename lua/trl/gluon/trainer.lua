@@ -77,23 +77,25 @@ end
 function Trainer:update(batch_size) return self:step(batch_size) end
 
 --[[ {==================================================================
-** States: counts, learning rate and every state tensor, in one safetensors file
+** States: counts, learning rate and every state tensor, in one safetensors file.
+** States are matched to parameters by position, as Gluon does, so a net rebuilt with other
+** name prefixes still gets its momentum back; shapes are checked.
 ** =================================================================== ]]
 
 function Trainer:save_states(path)
   local S = require 'trl._serial'
   local opt = self._optimizer
-  local names, tensors = {}, {}
-  local counts = {}
+  local names, tensors, counts, pnames = {}, {}, {}, {}
   for i, p in ipairs(self._params) do
-    counts[#counts + 1] = string.format('%d', opt.counts[i] or 0)
+    counts[i] = string.format('%d', opt.counts[i] or 0)
+    pnames[i] = p.name
     local st = opt.state[i]
     if st then
       local keys = {}
       for k in pairs(st) do keys[#keys + 1] = k end
       table.sort(keys)
       for _, k in ipairs(keys) do
-        names[#names + 1] = p.name .. '.' .. k
+        names[#names + 1] = string.format('%d.%s', i, k)
         tensors[#tensors + 1] = st[k]
       end
     end
@@ -101,6 +103,7 @@ function Trainer:save_states(path)
   local meta = {
     format = 'trl.trainer.v1', optimizer = opt.__name, num_update = tostring(opt.num_update),
     learning_rate = string.format('%.17g', opt.learning_rate), counts = table.concat(counts, ','),
+    params = table.concat(pnames, ','),
   }
   local ok, err = S.save_safetensors(path, names, tensors, meta)
   if not ok then error('Trainer:save_states: ' .. err, 2) end
@@ -108,8 +111,8 @@ end
 
 function Trainer:load_states(path)
   local S = require 'trl._serial'
-  local tensors, _, meta = S.load_safetensors(path)
-  if not tensors then error('Trainer:load_states: ' .. tostring(_), 2) end
+  local tensors, err, meta = S.load_safetensors(path)
+  if not tensors then error('Trainer:load_states: ' .. tostring(err), 2) end
   local opt = self._optimizer
   if not meta or meta.format ~= 'trl.trainer.v1' then
     error('Trainer:load_states: ' .. path .. ' is not a trl trainer state file', 2)
@@ -124,19 +127,27 @@ function Trainer:load_states(path)
     error(string.format('Trainer:load_states: %s has states for %d parameters, this trainer has %d',
                         path, #counts, #self._params), 2)
   end
+  local states = {}
+  for name, t in pairs(tensors) do
+    local i, k = name:match('^(%d+)%.(.+)$')
+    i = tonumber(i)
+    if i == nil or self._params[i] == nil then
+      error(string.format("Trainer:load_states: %s: unexpected entry '%s'", path, name), 2)
+    end
+    local want, got = self._params[i]:data():shape(), t:shape()
+    if table.concat(want, ',') ~= table.concat(got, ',') then
+      error(string.format("Trainer:load_states: %s: state '%s' is [%s], parameter %d ('%s') is [%s]",
+                          path, name, table.concat(got, ','), i, self._params[i].name,
+                          table.concat(want, ',')), 2)
+    end
+    states[i] = states[i] or {}
+    states[i][k] = t
+  end
   opt.num_update = tonumber(meta.num_update) or 0
   if not opt.lr_scheduler then opt.learning_rate = tonumber(meta.learning_rate) or opt.learning_rate end
-  for i, p in ipairs(self._params) do
+  for i = 1, #self._params do
     opt.counts[i] = counts[i] > 0 and counts[i] or nil
-    local st
-    local prefix = p.name .. '.'
-    for name, t in pairs(tensors) do
-      if name:sub(1, #prefix) == prefix and not name:sub(#prefix + 1):find('.', 1, true) then
-        st = st or {}
-        st[name:sub(#prefix + 1)] = t
-      end
-    end
-    opt.state[i] = st
+    opt.state[i] = states[i]
   end
 end
 

@@ -229,6 +229,13 @@ function DataLoader:__tostring()
                        self._native and 'native' or 'main thread')
 end
 
+-- Make the next iteration run epoch 'e0' (0-based): its shuffle and per-sample random
+-- draws are those of that epoch, so a resumed run sees exactly the data an uninterrupted one did.
+function DataLoader:set_epoch(e0)
+  assert(math.type(e0) == 'integer' and e0 >= 0, 'DataLoader:set_epoch: epoch must be an integer >= 0')
+  self._epoch = e0 - 1
+end
+
 -- The sample order of a new epoch (1-based indices), per last_batch.
 local function epoch_order(self)
   self._epoch = self._epoch + 1
