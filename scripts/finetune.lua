@@ -80,7 +80,12 @@ if args.nets.finetune then
   -- Xavier. The output may learn faster than the features (--output-lr-mult; the 2019
   -- edition used 10 with learning rate 0.01).
   nd.random.seed(args.seed)
-  finetune_net = common.finetune_net(args, pretrained_net, {lr_mult = args.output_lr_mult})
+  finetune_net = common.new_net(args, 'finetune_')     -- model_zoo ... {classes = 2}
+  finetune_net.features = pretrained_net.features
+  finetune_net.output:initialize(init.Xavier())
+  if args.output_lr_mult ~= 1 then
+    finetune_net.output:collect_params():setattr('lr_mult', args.output_lr_mult)
+  end
 end
 
 --[[ }================================================================== ]]
