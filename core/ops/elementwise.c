@@ -198,6 +198,18 @@ static trl_status binary_into (trl_tensor *out, trl_op op, trl_tensor *a, trl_te
 
 // dst (f32, any view) += src broadcast to dst's shape.
 static trl_status add_into (trl_tensor *dst, trl_tensor *src) {
+  int64_t n = trl_numel(dst);
+  if (n >= 2 * PAR_MIN && trl_same_shape(dst, src) && trl_is_contiguous(dst) &&
+      trl_is_contiguous(src) && src->dtype == TRL_F32) {  // the common case: split it
+    float *d = trl_f32(dst);
+    const float *s = trl_f32(src);
+    #pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < (n + PAR_MIN - 1) / PAR_MIN; c++) {
+      int64_t lo = c * PAR_MIN, hi = lo + PAR_MIN < n ? lo + PAR_MIN : n;
+      for (int64_t i = lo; i < hi; i++) d[i] += s[i];
+    }
+    return TRL_OK;
+  }
   iter_t it;
   trl_tensor *ops[3] = {dst, dst, src};
   TRL_TRY(iter_init(&it, "add_", 3, ops));
@@ -388,6 +400,25 @@ static void unary_f32 (trl_op op, const float *x, float *o, int64_t n) {
   }
 }
 
+// d += dL/dx for 'n' elements, given g = dL/dy, the input a and the output o.
+static void unary_backward_f32 (trl_op op, const float *g, const float *a, const float *o,
+                                float *d, int64_t n) {
+  switch (op) {
+    case TRL_OP_NEG: for (int64_t i = 0; i < n; i++) d[i] -= g[i]; break;
+    case TRL_OP_ABS:
+      for (int64_t i = 0; i < n; i++) d[i] += a[i] > 0 ? g[i] : (a[i] < 0 ? -g[i] : 0);
+      break;
+    case TRL_OP_EXP: for (int64_t i = 0; i < n; i++) d[i] += g[i] * o[i]; break;
+    case TRL_OP_LOG: for (int64_t i = 0; i < n; i++) d[i] += g[i] / a[i]; break;
+    case TRL_OP_SQRT: for (int64_t i = 0; i < n; i++) d[i] += g[i] / (2 * o[i]); break;
+    case TRL_OP_SQUARE: for (int64_t i = 0; i < n; i++) d[i] += 2 * a[i] * g[i]; break;
+    case TRL_OP_RELU: for (int64_t i = 0; i < n; i++) d[i] += a[i] > 0 ? g[i] : 0; break;
+    case TRL_OP_SIGMOID: for (int64_t i = 0; i < n; i++) d[i] += g[i] * o[i] * (1 - o[i]); break;
+    case TRL_OP_TANH: for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - o[i] * o[i]); break;
+    default: break;
+  }
+}
+
 static trl_status unary_backward (trl_node *n, const trl_tensor *gout, trl_tensor **gin) {
   trl_tensor *x = n->in[0], *y = n->saved[0];
   int64_t cnt = trl_numel(gout);
@@ -395,19 +426,10 @@ static trl_status unary_backward (trl_node *n, const trl_tensor *gout, trl_tenso
   TRL_TRY(trl_tensor_contiguous(&cx, x));
   const float *g = trl_f32(gout), *a = trl_f32(cx), *o = trl_f32(y);
   float *d = trl_f32(gin[0]);  // gin is contiguous and shaped like x
-  switch (n->op) {
-    case TRL_OP_NEG: for (int64_t i = 0; i < cnt; i++) d[i] -= g[i]; break;
-    case TRL_OP_ABS:
-      for (int64_t i = 0; i < cnt; i++) d[i] += a[i] > 0 ? g[i] : (a[i] < 0 ? -g[i] : 0);
-      break;
-    case TRL_OP_EXP: for (int64_t i = 0; i < cnt; i++) d[i] += g[i] * o[i]; break;
-    case TRL_OP_LOG: for (int64_t i = 0; i < cnt; i++) d[i] += g[i] / a[i]; break;
-    case TRL_OP_SQRT: for (int64_t i = 0; i < cnt; i++) d[i] += g[i] / (2 * o[i]); break;
-    case TRL_OP_SQUARE: for (int64_t i = 0; i < cnt; i++) d[i] += 2 * a[i] * g[i]; break;
-    case TRL_OP_RELU: for (int64_t i = 0; i < cnt; i++) d[i] += a[i] > 0 ? g[i] : 0; break;
-    case TRL_OP_SIGMOID: for (int64_t i = 0; i < cnt; i++) d[i] += g[i] * o[i] * (1 - o[i]); break;
-    case TRL_OP_TANH: for (int64_t i = 0; i < cnt; i++) d[i] += g[i] * (1 - o[i] * o[i]); break;
-    default: break;
+  #pragma omp parallel for schedule(static) if (cnt >= 2 * PAR_MIN)
+  for (int64_t c = 0; c < (cnt + PAR_MIN - 1) / PAR_MIN; c++) {
+    int64_t lo = c * PAR_MIN, len = cnt - lo < PAR_MIN ? cnt - lo : PAR_MIN;
+    unary_backward_f32(n->op, g + lo, a + lo, o + lo, d + lo, len);
   }
   trl_tensor_release(cx);
   return TRL_OK;

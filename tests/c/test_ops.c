@@ -317,6 +317,28 @@ static void test_shape_ops (void) {
   covered[TRL_OP_SLICE] = covered[TRL_OP_EXPAND] = covered[TRL_OP_COPY] = 1;
 }
 
+// The parallel paths (above 64K elements) against the rule, element by element.
+static void test_large (void) {
+  int64_t s[1] = {300001};
+  trl_tensor *a = rnd(1, s, -1, 1), *b = rnd(1, s, -1, 1), *y, *z, *w = rnd(1, s, -1, 1);
+  trl_attach_grad(a, TRL_GRAD_WRITE);
+  trl_attach_grad(b, TRL_GRAD_WRITE);
+  int prev = trl_tape_set(1, 1);
+  CHECK_OK(trl_unary(&y, TRL_OP_RELU, a));
+  CHECK_OK(trl_binary(&z, TRL_OP_ADD, y, b));
+  trl_tape_set(prev & 1, prev >> 1);
+  CHECK_OK(trl_backward(z, w, 0));
+  int bad = 0;
+  for (int64_t i = 0; i < s[0]; i++) {
+    float x = trl_f32(a)[i], g = trl_f32(w)[i];
+    bad += trl_f32(y)[i] != (x > 0 ? x : 0) || trl_f32(z)[i] != trl_f32(y)[i] + trl_f32(b)[i];
+    bad += trl_f32(a->grad)[i] != (x > 0 ? g : 0) || trl_f32(b->grad)[i] != g;
+  }
+  CHECK_EQ(bad, 0);
+  trl_tensor_release(y); trl_tensor_release(z); trl_tensor_release(w);
+  trl_tensor_release(a); trl_tensor_release(b);
+}
+
 static void test_tape_rules (void) {
   int64_t s[1] = {3};
   trl_tensor *a = make(1, s, NULL), *b = make(1, s, NULL), *y, *z;
@@ -357,6 +379,7 @@ int main (void) {
   test_matmul();
   test_shape_ops();
   test_tape_rules();
+  test_large();
   // ops whose kernels and gradient checks live in test_nn_ops.c
   trl_op nn_ops[] = {TRL_OP_CONV2D, TRL_OP_MAXPOOL2D, TRL_OP_AVGPOOL2D, TRL_OP_GLOBALAVGPOOL2D,
                      TRL_OP_BATCHNORM, TRL_OP_SOFTMAX, TRL_OP_LOG_SOFTMAX, TRL_OP_SOFTMAX_XENT,
