@@ -57,6 +57,18 @@ void trl_node_save (trl_node *n, int i, trl_tensor *t) {
   n->saved[i] = a;
 }
 
+trl_status trl_node_drop_values (trl_node *n, unsigned mask) {
+  for (int i = 0; i < n->n_in; i++) {
+    trl_tensor *t = n->in[i];
+    if (!(mask >> i & 1) || t == NULL || t->node == NULL) continue;
+    trl_tensor *stub;
+    TRL_TRY(trl_tensor_stub(&stub, t));
+    trl_tensor_release(t);
+    n->in[i] = stub;
+  }
+  return TRL_OK;
+}
+
 void trl_tape_attach (trl_tensor *out, trl_node *node) {
   if (out->node) trl_node_release(out->node);
   out->node = node;

@@ -57,6 +57,10 @@ trl_status trl_node_new (trl_node **out, trl_op op, trl_backward_fn fn, int n, t
                          size_t payload_size);
 // Keep 't' alive for backward (retained) in slot 'i'.
 void trl_node_save (trl_node *n, int i, trl_tensor *t);
+// Backward of 'n' needs only the shapes of the inputs in 'mask' (bit i = input i), not their
+// values: computed inputs among them are replaced by storage-less stubs, so their memory can
+// go as soon as nothing else holds them. Leaves are kept (their .grad lives on them).
+trl_status trl_node_drop_values (trl_node *n, unsigned mask);
 // Make 'node' the producer of 'out' (steals the node ref) and mark 'out' as requiring grad.
 void trl_tape_attach (trl_tensor *out, trl_node *node);
 void trl_node_release (trl_node *n);

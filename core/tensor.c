@@ -229,6 +229,23 @@ trl_status trl_tensor_alias (trl_tensor **out, trl_tensor *t) {
   return view_of(out, t);
 }
 
+// The storage of every stub: no bytes, never freed (its count starts at 1 and stays above 0).
+static trl_storage empty_storage = {1, 0, NULL};
+
+trl_status trl_tensor_stub (trl_tensor **out, trl_tensor *t) {
+  TRL_TRY(new_header(out, &empty_storage, t->dtype));
+  trl_tensor *v = *out;
+  v->ndim = t->ndim;
+  memcpy(v->shape, t->shape, sizeof v->shape);
+  memcpy(v->stride, t->stride, sizeof v->stride);
+  v->requires_grad = t->requires_grad;
+  if (t->node) {
+    v->node = t->node;
+    atomic_fetch_add(&t->node->refs, 1);
+  }
+  return TRL_OK;
+}
+
 trl_status trl_check_dim (const char *op, int *dim, int ndim) {
   int d = *dim < 0 ? *dim + ndim : *dim;
   if (d < 0 || d >= ndim)

@@ -104,6 +104,9 @@ trl_status trl_view_slice (trl_tensor **out, trl_tensor *t, int dim,
 trl_status trl_view_narrow (trl_tensor **out, trl_tensor *t, int dim, int64_t start, int64_t len);
 // A plain header over the same data (no autograd state).
 trl_status trl_tensor_alias (trl_tensor **out, trl_tensor *t);
+// A header with t's dtype, shape and autograd links but no data (an empty shared storage):
+// what the tape keeps of an input whose values backward does not need.
+trl_status trl_tensor_stub (trl_tensor **out, trl_tensor *t);
 // Drops 'dim'.
 trl_status trl_view_select (trl_tensor **out, trl_tensor *t, int dim, int64_t index);
 trl_status trl_view_permute (trl_tensor **out, trl_tensor *t, const int *perm);

@@ -370,6 +370,9 @@ trl_status trl_binary (trl_tensor **out, trl_op op, trl_tensor *a, trl_tensor *b
     trl_node *node;
     st = trl_tape_record(&node, *out, op, binary_backward, 2, in, 0);
     if (st == TRL_OK && (op == TRL_OP_DIV || op == TRL_OP_POW)) trl_node_save(node, 0, *out);
+    // add/sub need only shapes; div needs b and the output
+    unsigned drop = op == TRL_OP_ADD || op == TRL_OP_SUB ? 3u : op == TRL_OP_DIV ? 1u : 0u;
+    if (st == TRL_OK && drop) st = trl_node_drop_values(node, drop);
   }
   if (st != TRL_OK) { trl_tensor_release(*out); *out = NULL; }
   return st;
@@ -412,19 +415,24 @@ static void unary_backward_f32 (trl_op op, const float *g, const float *a, const
     case TRL_OP_LOG: for (int64_t i = 0; i < n; i++) d[i] += g[i] / a[i]; break;
     case TRL_OP_SQRT: for (int64_t i = 0; i < n; i++) d[i] += g[i] / (2 * o[i]); break;
     case TRL_OP_SQUARE: for (int64_t i = 0; i < n; i++) d[i] += 2 * a[i] * g[i]; break;
-    case TRL_OP_RELU: for (int64_t i = 0; i < n; i++) d[i] += a[i] > 0 ? g[i] : 0; break;
+    case TRL_OP_RELU: for (int64_t i = 0; i < n; i++) d[i] += o[i] > 0 ? g[i] : 0; break;
     case TRL_OP_SIGMOID: for (int64_t i = 0; i < n; i++) d[i] += g[i] * o[i] * (1 - o[i]); break;
     case TRL_OP_TANH: for (int64_t i = 0; i < n; i++) d[i] += g[i] * (1 - o[i] * o[i]); break;
     default: break;
   }
 }
 
+// Ops whose backward reads the input (the others read only the output).
+static int needs_input (trl_op op) {
+  return op == TRL_OP_ABS || op == TRL_OP_LOG || op == TRL_OP_SQUARE;
+}
+
 static trl_status unary_backward (trl_node *n, const trl_tensor *gout, trl_tensor **gin) {
-  trl_tensor *x = n->in[0], *y = n->saved[0];
+  trl_tensor *y = n->saved[0];
   int64_t cnt = trl_numel(gout);
   trl_tensor *cx = NULL;
-  TRL_TRY(trl_tensor_contiguous(&cx, x));
-  const float *g = trl_f32(gout), *a = trl_f32(cx), *o = trl_f32(y);
+  if (needs_input(n->op)) TRL_TRY(trl_tensor_contiguous(&cx, n->in[0]));
+  const float *g = trl_f32(gout), *a = cx ? trl_f32(cx) : NULL, *o = trl_f32(y);
   float *d = trl_f32(gin[0]);  // gin is contiguous and shaped like x
   #pragma omp parallel for schedule(static) if (cnt >= 2 * PAR_MIN)
   for (int64_t c = 0; c < (cnt + PAR_MIN - 1) / PAR_MIN; c++) {
@@ -476,6 +484,7 @@ trl_status trl_unary (trl_tensor **out, trl_op op, trl_tensor *a) {
       trl_node *node;
       st = trl_tape_record(&node, *out, op, unary_backward, 1, in, 0);
       if (st == TRL_OK) trl_node_save(node, 0, *out);
+      if (st == TRL_OK && !needs_input(op)) st = trl_node_drop_values(node, 1);
     }
   }
   trl_tensor_release(x);
@@ -569,6 +578,7 @@ trl_status trl_where (trl_tensor **out, trl_tensor *cond, trl_tensor *a, trl_ten
     if (st == TRL_OK && ct == TRL_F32 && trl_tape_wants(3, in)) {
       trl_node *node;
       st = trl_tape_record(&node, *out, TRL_OP_WHERE, where_backward, 3, in, 0);
+      if (st == TRL_OK) st = trl_node_drop_values(node, 6);  // a and b: shapes only
     }
     if (st != TRL_OK) { trl_tensor_release(*out); *out = NULL; }
   }

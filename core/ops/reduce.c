@@ -171,6 +171,7 @@ trl_status trl_reduce (trl_tensor **out, trl_op op, trl_tensor *a, int dim, int 
     if (st == TRL_OK) {
       *(reduce_payload *)node->payload = (reduce_payload){dim, keepdim, n};
       if (idx) trl_node_save(node, 0, idx);
+      st = trl_node_drop_values(node, 1);  // shapes and the saved indices suffice
     }
   }
   trl_tensor_release(idx);

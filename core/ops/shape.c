@@ -48,6 +48,7 @@ static trl_status record_view (trl_tensor **out, trl_tensor *t, trl_op op, const
   trl_node *node;
   if (t->dtype != TRL_F32) return TRL_OK;
   trl_status st = trl_tape_record(&node, *out, op, view_backward, 1, &t, sizeof *p);
+  if (st == TRL_OK && node) st = trl_node_drop_values(node, 1);  // backward needs shapes only
   if (st != TRL_OK) { trl_tensor_release(*out); *out = NULL; return st; }
   if (node) memcpy(node->payload, p, sizeof *p);
   return TRL_OK;
@@ -144,6 +145,7 @@ trl_status trl_concat (trl_tensor **out, trl_tensor *const *ts, int n, int dim) 
     trl_node *node;
     st = trl_tape_record(&node, *out, TRL_OP_CONCAT, concat_backward, n, ts, sizeof(concat_payload));
     if (st == TRL_OK) ((concat_payload *)node->payload)->dim = dim;
+    if (st == TRL_OK) st = trl_node_drop_values(node, ~0u);
   } else if (st == TRL_OK && n > TRL_NODE_MAXIN && trl_tape_wants(n, ts)) {
     st = trl_fail(TRL_EARG, "concat: at most %d inputs can be recorded for autograd, got %d",
                   TRL_NODE_MAXIN, n);
