@@ -5,7 +5,7 @@ and compare the first epoch. Row 934 of the 1000-class output is "hotdog, hot do
 (ILSVRC-2012 order, n07697537); the notebook's 713 is "photocopier". The new output's row 0 is
 our class 0, hotdog; the not-hotdog row (1) stays Xavier.
   trl scripts/exercises/hotdog_w.lua --model squeezenet1.1 \
-      --weights /work/shared/models/squeezenet1.1.params --data hotdog.zip --limit 100
+      --weights ../shared/models/squeezenet1.1.params --data hotdog.zip --limit 100
 Works with resnet18_v2 (Dense output, weight (1000,512)) and squeezenet1.1 (a 1x1 conv,
 weight (1000,512,1,1)) when their weights exist.
 ]]
