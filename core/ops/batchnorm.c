@@ -2,7 +2,7 @@
 ** batchnorm.c: batch normalization over axis 1 of (N,C,...) float32, as MXNet's BatchNorm:
 ** training normalizes with the batch mean and biased variance and moves the running stats
 ** in place; inference (or use_global_stats) uses the running stats. Backward covers both.
-** Kernels run one channel per OpenMP iteration; statistics are summed in double.
+** Kernels use AVX2 (x86-64-v3) and OpenMP; plane sums are float, channel totals double.
 */
 #include <math.h>
 #include <string.h>
@@ -21,22 +21,91 @@ trl_bn_params trl_bn_defaults (void) {
 
 #define BIG(B, C, S) ((int64_t)(B) * (C) * (S) > 32768)
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VEC8 1
+
+// Vector helpers over one (n, c) plane: 8-lane AVX2 with two accumulators, sums returned in
+// double (each plane's partial sum is float, the planes add in double).
+static double vsum (const float *x, int n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+  }
+  float t[8];
+  _mm256_storeu_ps(t, _mm256_add_ps(a0, a1));
+  double s = 0;
+  for (int j = 0; j < 8; j++) s += t[j];
+  for (; i < n; i++) s += x[i];
+  return s;
+}
+
+// sum((x - m)^2)
+static double vsqdev (const float *x, int n, float m) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+    __m256 d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+    a0 = _mm256_fmadd_ps(d0, d0, a0);
+    a1 = _mm256_fmadd_ps(d1, d1, a1);
+  }
+  float t[8];
+  _mm256_storeu_ps(t, _mm256_add_ps(a0, a1));
+  double s = 0;
+  for (int j = 0; j < 8; j++) s += t[j];
+  for (; i < n; i++) s += (double)(x[i] - m) * (x[i] - m);
+  return s;
+}
+
+// *sg += sum(go), *sgx += sum(go * (x - m))
+static void vgrad_sums (double *sg, double *sgx, const float *go, const float *x, int n,
+                        float m) {
+  __m256 a = _mm256_setzero_ps(), ax = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 g = _mm256_loadu_ps(go + i);
+    a = _mm256_add_ps(a, g);
+    ax = _mm256_fmadd_ps(g, _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), ax);
+  }
+  float t[8], tx[8];
+  _mm256_storeu_ps(t, a);
+  _mm256_storeu_ps(tx, ax);
+  double s = 0, sx = 0;
+  for (int j = 0; j < 8; j++) s += t[j], sx += tx[j];
+  for (; i < n; i++) s += go[i], sx += (double)go[i] * (x[i] - m);
+  *sg += s, *sgx += sx;
+}
+#else   // built without -march=x86-64-v3: the same sums, scalar
+static double vsum (const float *x, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += x[i];
+  return s;
+}
+static double vsqdev (const float *x, int n, float m) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += (double)(x[i] - m) * (x[i] - m);
+  return s;
+}
+static void vgrad_sums (double *sg, double *sgx, const float *go, const float *x, int n,
+                        float m) {
+  for (int i = 0; i < n; i++) *sg += go[i], *sgx += (double)go[i] * (x[i] - m);
+}
+#endif
+
 // mean/var are (C), inp is (B,C,S).
 void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, int S) {
   double M = (double)B * S;
   #pragma omp parallel for schedule(static) if (BIG(B, C, S))
   for (int c = 0; c < C; c++) {
     double s = 0, q = 0;
-    for (int n = 0; n < B; n++) {
-      const float *x = inp + ((size_t)n * C + c) * S;
-      for (int i = 0; i < S; i++) s += x[i];
-    }
-    double m = s / M;
-    for (int n = 0; n < B; n++) {    // two passes: no cancellation for large means
-      const float *x = inp + ((size_t)n * C + c) * S;
-      for (int i = 0; i < S; i++) q += (x[i] - m) * (x[i] - m);
-    }
-    mean[c] = (float)m;
+    for (int n = 0; n < B; n++) s += vsum(inp + ((size_t)n * C + c) * S, S);
+    float m = (float)(s / M);
+    for (int n = 0; n < B; n++)    // two passes: no cancellation for large means
+      q += vsqdev(inp + ((size_t)n * C + c) * S, S, m);
+    mean[c] = m;
     var[c] = (float)(q / M);
   }
 }
@@ -44,15 +113,21 @@ void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, i
 // out/inp are (B,C,S); mean, invstd, gamma, beta are (C) (gamma/beta NULL: 1/0).
 void batchnorm_forward (float *out, const float *inp, const float *mean, const float *invstd,
                         const float *gamma, const float *beta, int B, int C, int S) {
+  // one (n, c) plane per iteration: all B*C planes share the threads, even when C is small
   #pragma omp parallel for schedule(static) if (BIG(B, C, S))
-  for (int c = 0; c < C; c++) {
+  for (int64_t p = 0; p < (int64_t)B * C; p++) {
+    int c = (int)(p % C);
     float scale = (gamma ? gamma[c] : 1.0f) * invstd[c];
     float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
-    for (int n = 0; n < B; n++) {
-      const float *x = inp + ((size_t)n * C + c) * S;
-      float *o = out + ((size_t)n * C + c) * S;
-      for (int i = 0; i < S; i++) o[i] = x[i] * scale + shift;
-    }
+    const float *x = inp + (size_t)p * S;
+    float *o = out + (size_t)p * S;
+    int i = 0;
+#ifdef VEC8
+    __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(shift);
+    for (; i + 8 <= S; i += 8)
+      _mm256_storeu_ps(o + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vb));
+#endif
+    for (; i < S; i++) o[i] = x[i] * scale + shift;
   }
 }
 
@@ -61,28 +136,52 @@ void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *
                          const float *inp, const float *mean, const float *invstd,
                          const float *gamma, int B, int C, int S, int training) {
   double M = (double)B * S;
-  #pragma omp parallel for schedule(static) if (BIG(B, C, S))
-  for (int c = 0; c < C; c++) {
-    float m = mean[c], is = invstd[c];
-    double sg = 0, sgx = 0;    // sum(dout), sum(dout * xhat)
-    for (int n = 0; n < B; n++) {
-      const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
-      float a = 0, ax = 0;
-      for (int i = 0; i < S; i++) a += go[i], ax += go[i] * (x[i] - m);
-      sg += a, sgx += ax;
+  float *ka = NULL;   // per channel: dx = k*go + a*x + b, in a small stack array when it fits
+  float kbuf[3 * 1024];
+  if (dinp && C <= 1024) ka = kbuf;
+  #pragma omp parallel if (BIG(B, C, S))
+  {
+    #pragma omp for schedule(static)
+    for (int c = 0; c < C; c++) {
+      float m = mean[c], is = invstd[c];
+      double sg = 0, sgx = 0;    // sum(dout), sum(dout * (x - m))
+      for (int n = 0; n < B; n++)
+        vgrad_sums(&sg, &sgx, dout + ((size_t)n * C + c) * S, inp + ((size_t)n * C + c) * S, S, m);
+      sgx *= is;
+      if (dbeta) dbeta[c] += (float)sg;
+      if (dgamma) dgamma[c] += (float)sgx;
+      if (!dinp) continue;
+      // training: dx = k * (dout - mean(dout) - xhat * mean(dout * xhat)); the batch stats
+      // depend on x. Inference: the stats are constants and dx = k * dout.
+      float k = (gamma ? gamma[c] : 1.0f) * is;
+      float mg = training ? (float)(sg / M) : 0.0f, mgx = training ? (float)(sgx / M) : 0.0f;
+      float a = -k * is * mgx, b = -k * mg - a * m;   // dx += k*go + a*x + b
+      if (ka) ka[3 * c] = k, ka[3 * c + 1] = a, ka[3 * c + 2] = b;
+      else
+        for (int n = 0; n < B; n++) {
+          const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
+          float *dx = dinp + ((size_t)n * C + c) * S;
+          for (int i = 0; i < S; i++) dx[i] += k * go[i] + a * x[i] + b;
+        }
     }
-    sgx *= is;
-    if (dbeta) dbeta[c] += (float)sg;
-    if (dgamma) dgamma[c] += (float)sgx;
-    if (!dinp) continue;
-    float k = (gamma ? gamma[c] : 1.0f) * is;
-    // training: dx = k * (dout - mean(dout) - xhat * mean(dout * xhat)); the batch stats
-    // depend on x. Inference: the stats are constants and dx = k * dout.
-    float mg = training ? (float)(sg / M) : 0.0f, mgx = training ? (float)(sgx / M) : 0.0f;
-    for (int n = 0; n < B; n++) {
-      const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
-      float *dx = dinp + ((size_t)n * C + c) * S;
-      for (int i = 0; i < S; i++) dx[i] += k * (go[i] - mg - (x[i] - m) * is * mgx);
+    if (ka) {   // the second pass over all B*C planes (the first had only C tasks)
+      #pragma omp for schedule(static)
+      for (int64_t p = 0; p < (int64_t)B * C; p++) {
+        int c = (int)(p % C);
+        const float *x = inp + (size_t)p * S, *go = dout + (size_t)p * S;
+        float *dx = dinp + (size_t)p * S;
+        int i = 0;
+#ifdef VEC8
+        __m256 vk = _mm256_set1_ps(ka[3 * c]), va = _mm256_set1_ps(ka[3 * c + 1]);
+        __m256 vb = _mm256_set1_ps(ka[3 * c + 2]);
+        for (; i + 8 <= S; i += 8) {
+          __m256 r = _mm256_fmadd_ps(vk, _mm256_loadu_ps(go + i),
+                                     _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
+          _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
+        }
+#endif
+        for (; i < S; i++) dx[i] += ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
+      }
     }
   }
 }
@@ -213,6 +312,7 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
     trl_node_save(node, 1, mean);
     trl_node_save(node, 2, invstd);
     if (gc) trl_node_save(node, 3, gc);
+    st = trl_node_drop_values(node, 1u);   // backward reads the saved x, not the input
   }
 done:
   trl_tensor_release(xc);

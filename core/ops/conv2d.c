@@ -1,11 +1,16 @@
 /*
 ** conv2d.c: 2-D convolution on NCHW float32 (stride, padding, dilation, groups, optional bias)
-** and its backward. Per image and group: im2col + one GEMM threaded by OpenBLAS; a 1x1,
-** stride-1, unpadded conv is a plain GEMM on the input, and a depthwise conv (one input
-** channel per group) uses a direct kernel threaded by OpenMP. Not here: 3-D, NHWC.
+** and its backward. OpenMP threads split the batch and run im2col + single-threaded GEMMs on
+** their own images (several images per GEMM for small maps); 3x3 stride-1 convs go through
+** Winograd F(2x2,3x3) (conv_winograd.c) for the output and the data gradient; a 1x1, stride-1,
+** unpadded conv skips im2col; depthwise convs use a direct kernel. Not here: 3-D, NHWC.
 */
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "conv_winograd.h"
+#include "gemm.h"
 #include "mem.h"
 #include "nn.h"
 #include "tape.h"
@@ -78,11 +83,6 @@ static int conv_kind (const trl_conv_geom *g) {
   return GENERAL;
 }
 
-size_t conv2d_workspace (const trl_conv_geom *g) {
-  if (conv_kind(g) != GENERAL) return 0;
-  return (size_t)(g->C / g->G) * g->KH * g->KW * g->OH * g->OW;
-}
-
 // The outputs ow in [*lo, *hi) read input column ow*s + off inside [0, W).
 static void col_range (int *lo, int *hi, int off, int s, int W, int OW) {
   int l = off < 0 ? (-off + s - 1) / s : 0;
@@ -93,18 +93,17 @@ static void col_range (int *lo, int *hi, int off, int s, int W, int OW) {
   *lo = l, *hi = h;
 }
 
-// col is (Cg*KH*KW, OH*OW), inp is (Cg,H,W): the channels of one group of one image.
-// Serial on purpose: an OpenMP team spinning between the per-image GEMMs fights OpenBLAS's
-// threads for the cores (measured 1.5-4x slower on 2 cores); the copy is cheap next to the GEMM.
-static void im2col (float *col, const float *inp, int Cg, const trl_conv_geom *g) {
-  int L = g->OH * g->OW, rows = Cg * g->KH * g->KW;
+// col is (Cg*KH*KW, ld) with the OH*OW columns of this image first in each row, inp is
+// (Cg,H,W): the channels of one group of one image. Serial: callers split images over threads.
+static void im2col (float *col, int64_t ld, const float *inp, int Cg, const trl_conv_geom *g) {
+  int rows = Cg * g->KH * g->KW;
   for (int r = 0; r < rows; r++) {
     int kw = r % g->KW, kh = (r / g->KW) % g->KH, c = r / (g->KH * g->KW);
     const float *src = inp + (size_t)c * g->H * g->W;
     int off = kw * g->dw - g->pw, lo, hi;
     col_range(&lo, &hi, off, g->sw, g->W, g->OW);
     for (int oh = 0; oh < g->OH; oh++) {
-      float *d = col + (size_t)r * L + (size_t)oh * g->OW;
+      float *d = col + (size_t)r * ld + (size_t)oh * g->OW;
       int ih = oh * g->sh - g->ph + kh * g->dh;
       if (ih < 0 || ih >= g->H) {
         memset(d, 0, sizeof(float) * g->OW);
@@ -119,14 +118,13 @@ static void im2col (float *col, const float *inp, int Cg, const trl_conv_geom *g
   }
 }
 
-// dinp is (Cg,H,W), col is (Cg*KH*KW, OH*OW): adds every column entry back to its pixel.
-static void col2im (float *dinp, const float *col, int Cg, const trl_conv_geom *g) {
-  int L = g->OH * g->OW;
-  for (int c = 0; c < Cg; c++) {   // serial, as im2col
+// dinp is (Cg,H,W), col is (Cg*KH*KW, ld) as in im2col: adds every entry back to its pixel.
+static void col2im (float *dinp, const float *col, int64_t ld, int Cg, const trl_conv_geom *g) {
+  for (int c = 0; c < Cg; c++) {
     float *dst = dinp + (size_t)c * g->H * g->W;
     for (int kh = 0; kh < g->KH; kh++)
       for (int kw = 0; kw < g->KW; kw++) {
-        const float *src = col + ((size_t)(c * g->KH + kh) * g->KW + kw) * L;
+        const float *src = col + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
         int off = kw * g->dw - g->pw, lo, hi;
         col_range(&lo, &hi, off, g->sw, g->W, g->OW);
         for (int oh = 0; oh < g->OH; oh++) {
@@ -134,7 +132,8 @@ static void col2im (float *dinp, const float *col, int Cg, const trl_conv_geom *
           if (ih < 0 || ih >= g->H) continue;
           float *d = dst + (size_t)ih * g->W + off;
           const float *s = src + (size_t)oh * g->OW;
-          for (int ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
+          if (g->sw == 1) for (int ow = lo; ow < hi; ow++) d[ow] += s[ow];
+          else for (int ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
         }
       }
   }
@@ -226,34 +225,213 @@ static void depthwise_backward (float *dinp, float *dw, const float *dout, const
   }
 }
 
+/* }================================================================== */
+
+/* {==================================================================
+** GEMM path (general and pointwise convs)
+** =================================================================== */
+
+// Below this many columns per GEMM (OH*OW of one image), a thread batches several images'
+// columns into one GEMM: the 14x14 and 7x7 layers of a ResNet have 196 and 49.
+#define MINCOLS 1024
+
+// How the GEMM path splits work: 'nt' threads take the images 'nb' at a time (one GEMM over
+// nb*OH*OW columns), each with private scratch; sizes are in floats.
+typedef struct {
+  int kind, nt, nb;
+  size_t col;    // per thread: im2col columns (K, nb*L), also dcol in backward
+  size_t tmp;    // per thread: the GEMM's (OCg, nb*L) output or gathered dout, when nb > 1
+  size_t dwp;    // per thread but the first: a private weight gradient, summed at the end
+} plan;
+
+static plan make_plan (const trl_conv_geom *g) {
+  int kind = conv_kind(g), L = g->OH * g->OW;
+  int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW;
+  int nt = trl_get_num_threads();
+  int64_t flops = (int64_t)g->B * g->OC * L * K;
+  if (nt > g->B) nt = g->B;
+  if (nt < 1 || flops < (1 << 22)) nt = 1;   // small: one thread, OpenBLAS as it likes
+  int per = (g->B + 2 * nt - 1) / (2 * nt), nb = 1;   // at least 2 chunks per thread
+  if (g->G == 1 && L < MINCOLS) nb = (MINCOLS + L - 1) / L;
+  if (nb > per) nb = per;
+  plan p = { kind, nt, nb, 0, 0, 0 };
+  if (kind == GENERAL || nb > 1) p.col = (size_t)K * nb * L;
+  if (nb > 1) p.tmp = (size_t)OCg * nb * L;
+  if (nt > 1) p.dwp = (size_t)g->OC * K;
+  return p;
+}
+
+// The geometry of the data gradient as a conv: dout (B,OC,OH,OW) to dinp (B,C,H,W) with the
+// flipped kernel and pad K-1-pad (stride 1, dilation 1 only).
+static trl_conv_geom transposed (const trl_conv_geom *g) {
+  trl_conv_geom t = *g;
+  t.C = g->OC, t.H = g->OH, t.W = g->OW, t.OC = g->C, t.OH = g->H, t.OW = g->W;
+  t.ph = g->KH - 1 - g->ph, t.pw = g->KW - 1 - g->pw;
+  return t;
+}
+
+// Winograd runs the 3x3 stride-1 convs unless TRL_CONV_WINOGRAD=0 (for comparisons).
+static int use_winograd (const trl_conv_geom *g) {
+  const char *e = getenv("TRL_CONV_WINOGRAD");
+  return !(e && e[0] == '0') && winograd_applies(g);
+}
+
+// Winograd splits tile rows, not images: all threads work even on one image.
+static int wino_threads (void) {
+  int nt = trl_get_num_threads();
+  return nt < 1 ? 1 : nt;
+}
+
+size_t conv2d_workspace (const trl_conv_geom *g) {
+  if (conv_kind(g) == DEPTHWISE) return 0;
+  plan p = make_plan(g);
+  size_t n = (size_t)p.nt * (p.col + p.tmp) + (size_t)(p.nt - 1) * p.dwp;
+  if (use_winograd(g)) {
+    trl_conv_geom t = transposed(g);
+    size_t f = winograd_workspace(g, wino_threads());
+    size_t b = use_winograd(&t) ? winograd_workspace(&t, wino_threads()) : 0;
+    if (f > n) n = f;
+    if (b > n) n = b;
+  }
+  return n;
+}
+
+// The columns of images n .. n+m-1 of group 'grp' side by side: col is (K, m*L). A pointwise
+// conv with m = 1 needs no copy and returns the input itself.
+static const float *gather_cols (float *col, const float *inp, int n, int m, int grp,
+                                 const plan *p, const trl_conv_geom *g) {
+  int Cg = g->C / g->G, HW = g->H * g->W, L = g->OH * g->OW;
+  const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * HW;
+  if (p->kind == POINTWISE && m == 1) return x;
+  for (int i = 0; i < m; i++) {
+    const float *xi = x + (size_t)i * g->C * HW;
+    if (p->kind == POINTWISE)   // (Cg, HW) rows into the wider col
+      for (int c = 0; c < Cg; c++)
+        memcpy(col + (size_t)c * m * L + (size_t)i * L, xi + (size_t)c * HW, sizeof(float) * L);
+    else im2col(col + (size_t)i * L, (int64_t)m * L, xi, Cg, g);
+  }
+  return col;
+}
+
+// Forward for images [n0, n1): out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW),
+// b is (OC) or NULL; col/tmp are this thread's scratch.
+static void forward_range (float *out, const float *inp, const float *w, const float *b,
+                           int n0, int n1, float *col, float *tmp, const plan *p,
+                           const trl_conv_geom *g) {
+  int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW, L = g->OH * g->OW;
+  for (int n = n0; n < n1; n += p->nb) {
+    int m = n1 - n < p->nb ? n1 - n : p->nb;
+    for (int grp = 0; grp < g->G; grp++) {
+      const float *cols = gather_cols(col, inp, n, m, grp, p, g);
+      const float *wg = w + (size_t)grp * OCg * K;
+      float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
+      if (m == 1) {
+        if (b)   // start from the bias and let the GEMM add to it (beta = 1)
+          for (int oc = 0; oc < OCg; oc++) {
+            float bv = b[grp * OCg + oc], *orow = o + (size_t)oc * L;
+            for (int i = 0; i < L; i++) orow[i] = bv;
+          }
+        // o (OCg, L) = w_grp (OCg, K) x col (K, L)
+        trl_sgemm(0, 0, OCg, L, K, 1.0f, wg, K, cols, L, b ? 1.0f : 0.0f, o, L);
+        continue;
+      }
+      // tmp (OCg, m*L) = w_grp x cols, then each image's (OCg, L) block goes to its place
+      trl_sgemm(0, 0, OCg, m * L, K, 1.0f, wg, K, cols, m * L, 0.0f, tmp, m * L);
+      for (int i = 0; i < m; i++)
+        for (int oc = 0; oc < OCg; oc++) {
+          float *orow = o + ((size_t)i * g->OC + oc) * L;
+          const float *t = tmp + (size_t)oc * m * L + (size_t)i * L;
+          float bv = b ? b[grp * OCg + oc] : 0.0f;
+          for (int j = 0; j < L; j++) orow[j] = t[j] + bv;
+        }
+    }
+  }
+}
+
+// Backward for images [n0, n1): dx as in conv2d_backward, dwt (OC,C/G,KH,KW) is this thread's
+// weight gradient (accumulated), both may be NULL.
+static void backward_range (float *dinp, float *dwt, const float *dout, const float *inp,
+                            const float *w, int n0, int n1, float *col, float *tmp,
+                            const plan *p, const trl_conv_geom *g) {
+  int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW;
+  int L = g->OH * g->OW, HW = g->H * g->W;
+  for (int n = n0; n < n1; n += p->nb) {
+    int m = n1 - n < p->nb ? n1 - n : p->nb;
+    int64_t ld = (int64_t)m * L;
+    for (int grp = 0; grp < g->G; grp++) {
+      const float *wg = w + (size_t)grp * OCg * K;
+      const float *go = dout + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
+      float *dx = dinp ? dinp + ((size_t)n * g->C + (size_t)grp * Cg) * HW : NULL;
+      if (m > 1) {   // gather the images' dout blocks: go becomes (OCg, m*L)
+        for (int i = 0; i < m; i++)
+          for (int oc = 0; oc < OCg; oc++)
+            memcpy(tmp + (size_t)oc * ld + (size_t)i * L,
+                   go + ((size_t)i * g->OC + oc) * L, sizeof(float) * L);
+        go = tmp;
+      }
+      if (dwt) {   // dw_grp (OCg, K) += go (OCg, m*L) x cols^T (m*L, K)
+        const float *cols = gather_cols(col, inp, n, m, grp, p, g);
+        trl_sgemm(0, 1, OCg, K, (int)ld, 1.0f, go, (int)ld, cols, (int)ld, 1.0f,
+                  dwt + (size_t)grp * OCg * K, K);
+      }
+      if (!dx) continue;
+      if (p->kind == POINTWISE && m == 1) {   // dx (Cg, L) += w_grp^T x go
+        trl_sgemm(1, 0, Cg, L, OCg, 1.0f, wg, K, go, L, 1.0f, dx, L);
+        continue;
+      }
+      // dcol (K, m*L) = w_grp^T x go, then back to pixels
+      trl_sgemm(1, 0, K, (int)ld, OCg, 1.0f, wg, K, go, (int)ld, 0.0f, col, (int)ld);
+      for (int i = 0; i < m; i++) {
+        float *dxi = dx + (size_t)i * g->C * HW;
+        const float *ci = col + (size_t)i * L;
+        if (p->kind == GENERAL) col2im(dxi, ci, ld, Cg, g);
+        else
+          for (int c = 0; c < Cg; c++) {
+            float *d = dxi + (size_t)c * HW;
+            const float *s = ci + (size_t)c * ld;
+            for (int j = 0; j < L; j++) d[j] += s[j];
+          }
+      }
+    }
+  }
+}
+
+// Threads split the batch: each runs im2col and single-threaded GEMMs on its own images, so
+// the copies run in parallel and no two thread pools compete for the cores (an OpenMP team
+// spinning between OpenBLAS-threaded GEMMs measured 1.5-4x slower on 2 cores). Chunks of
+// 'nb' images go out dynamically, so a core shared with another process does not stall the
+// team. Inside: 't_' is the thread, [n0, n1) its chunk, col/tmp its scratch.
+#define TEAM_BEGIN(p) int prev_ = trl_blas_threads(1); \
+  _Pragma("omp parallel num_threads((p).nt)") { \
+    int t_ = omp_get_thread_num(); \
+    float *col = ws + (size_t)t_ * ((p).col + (p).tmp), *tmp = col + (p).col;
+#define TEAM_CHUNKS(p) _Pragma("omp for schedule(dynamic, 1)") \
+    for (int c_ = 0; c_ < (g->B + (p).nb - 1) / (p).nb; c_++) { \
+      int n0 = c_ * (p).nb, n1 = n0 + (p).nb < g->B ? n0 + (p).nb : g->B;
+#define TEAM_END } trl_blas_threads(prev_);
+
 // out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW), b is (OC) or NULL,
 // ws holds conv2d_workspace(g) floats.
 void conv2d_forward (float *out, const float *inp, const float *w, const float *b, float *ws,
                      const trl_conv_geom *g) {
-  int kind = conv_kind(g);
-  if (kind == DEPTHWISE) {
+  if (conv_kind(g) == DEPTHWISE) {
     depthwise_forward(out, inp, w, b, g);
     return;
   }
-  int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW;
-  int HW = g->H * g->W, L = g->OH * g->OW;
-  for (int n = 0; n < g->B; n++)
-    for (int grp = 0; grp < g->G; grp++) {
-      const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * HW;
-      float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
-      const float *col = x;   // a pointwise conv reads the (Cg, H*W) input as its columns
-      if (kind == GENERAL) {
-        im2col(ws, x, Cg, g);
-        col = ws;
-      }
-      if (b)   // start from the bias and let the GEMM add to it (beta = 1)
-        for (int oc = 0; oc < OCg; oc++) {
-          float bv = b[grp * OCg + oc], *orow = o + (size_t)oc * L;
-          for (int i = 0; i < L; i++) orow[i] = bv;
-        }
-      // o (OCg, L) = w_grp (OCg, K) x col (K, L)
-      trl_sgemm(0, 0, OCg, L, K, 1.0f, w + (size_t)grp * OCg * K, K, col, L, b ? 1.0f : 0.0f, o, L);
+  plan p = make_plan(g);
+  if (use_winograd(g)) {
+    winograd_conv(out, inp, w, b, 0, 0, ws, wino_threads(), g);
+    return;
+  }
+  if (p.nt == 1) {
+    forward_range(out, inp, w, b, 0, g->B, ws, ws + p.col, &p, g);
+    return;
+  }
+  TEAM_BEGIN(p)
+    TEAM_CHUNKS(p)
+      forward_range(out, inp, w, b, n0, n1, col, tmp, &p, g);
     }
+  TEAM_END
 }
 
 // dinp is (B,C,H,W), dw is (OC,C/G,KH,KW), db is (OC), each may be NULL; dout is (B,OC,OH,OW);
@@ -274,34 +452,48 @@ void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, cons
       db[oc] += (float)s;
     }
   }
-  int kind = conv_kind(g);
-  if (kind == DEPTHWISE) {
+  if (conv_kind(g) == DEPTHWISE) {
     depthwise_backward(dinp, dw, dout, inp, w, g);
     return;
   }
-  int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW, HW = g->H * g->W;
-  for (int n = 0; n < g->B; n++)
-    for (int grp = 0; grp < g->G; grp++) {
-      const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * HW;
-      const float *go = dout + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
-      const float *wg = w + (size_t)grp * OCg * K;
-      float *dx = dinp ? dinp + ((size_t)n * g->C + (size_t)grp * Cg) * HW : NULL;
-      if (kind == POINTWISE) {
-        // dw_grp (OCg, Cg) += go (OCg, L) x x^T (L, Cg); dx (Cg, L) += w_grp^T x go
-        if (dw) trl_sgemm(0, 1, OCg, Cg, L, 1.0f, go, L, x, L, 1.0f, dw + (size_t)grp * OCg * K, K);
-        if (dx) trl_sgemm(1, 0, Cg, L, OCg, 1.0f, wg, K, go, L, 1.0f, dx, L);
-        continue;
-      }
-      if (dw) {
-        im2col(ws, x, Cg, g);
-        trl_sgemm(0, 1, OCg, K, L, 1.0f, go, L, ws, L, 1.0f, dw + (size_t)grp * OCg * K, K);
-      }
-      if (dx) {   // the same scratch now holds dcol (K, L) = w_grp^T x go
-        trl_sgemm(1, 0, K, L, OCg, 1.0f, wg, K, go, L, 0.0f, ws, L);
-        col2im(dx, ws, Cg, g);
+  if (!dinp && !dw) return;
+  plan p = make_plan(g);
+  trl_conv_geom t = transposed(g);
+  if (dinp && use_winograd(g) && use_winograd(&t)) {   // dx += conv(dout, flipped w)
+    winograd_conv(dinp, dout, w, NULL, 1, 1, ws, wino_threads(), &t);
+    dinp = NULL;
+    if (!dw) return;
+  }
+  if (p.nt == 1) {
+    backward_range(dinp, dw, dout, inp, w, 0, g->B, ws, ws + p.col, &p, g);
+    return;
+  }
+  float *dwp = ws + (size_t)p.nt * (p.col + p.tmp);   // threads 1.. accumulate privately
+  TEAM_BEGIN(p)
+    int nth = omp_get_num_threads();
+    float *dwt = dw && t_ > 0 ? dwp + (size_t)(t_ - 1) * p.dwp : dw;
+    if (dwt && t_ > 0) memset(dwt, 0, sizeof(float) * p.dwp);
+    // a static split: which images land in which private sum must not vary from run to run,
+    // or dw would differ in the last bits (a resumed training run must match an unbroken one)
+    int lo = (int)((int64_t)g->B * t_ / nth), hi = (int)((int64_t)g->B * (t_ + 1) / nth);
+    for (int n0 = lo; n0 < hi; n0 += p.nb)
+      backward_range(dinp, dwt, dout, inp, w, n0, n0 + p.nb < hi ? n0 + p.nb : hi, col, tmp, &p, g);
+    _Pragma("omp barrier")   // then every thread sums a slice of the private gradients into dw
+    if (dw) {
+      size_t lo = p.dwp * t_ / nth, hi = p.dwp * (t_ + 1) / nth;
+      for (int k = 1; k < nth; k++) {
+        const float *src = dwp + (size_t)(k - 1) * p.dwp;
+        for (size_t i = lo; i < hi; i++) dw[i] += src[i];
       }
     }
+  TEAM_END
 }
+
+/* }================================================================== */
+
+/* {==================================================================
+** Reference kernels
+** =================================================================== */
 
 // Naive references: one output (or one gradient term) at a time, sums in double; shapes as in
 // conv2d_forward / conv2d_backward.
@@ -404,6 +596,7 @@ trl_status trl_conv2d (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tenso
     memcpy(node->payload, &g, sizeof g);
     trl_node_save(node, 0, xc);
     trl_node_save(node, 1, wc);
+    st = trl_node_drop_values(node, 1u);   // backward reads the saved copies, not x
   }
 done:
   trl_free(ws, wsn * sizeof(float));

@@ -108,7 +108,10 @@ void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g) {
         window(g, oh, ow, &h0, &h1, &w0, &w1);
         float m = -INFINITY;
         for (int ih = h0; ih < h1; ih++)
-          for (int iw = w0; iw < w1; iw++) m = fmaxf(m, x[ih * g->W + iw]);
+          for (int iw = w0; iw < w1; iw++) {   // not fmaxf: a call here; NaNs lose either way
+            float v = x[ih * g->W + iw];
+            m = v > m ? v : m;
+          }
         o[oh * g->OW + ow] = m;
       }
   }
@@ -276,6 +279,7 @@ static trl_status pool_build (trl_tensor **out, trl_tensor *x, trl_op op, const 
   if (node) {
     memcpy(node->payload, g, sizeof *g);
     if (op == TRL_OP_MAXPOOL2D) trl_node_save(node, 0, xc);
+    st = trl_node_drop_values(node, 1u);   // max reads the saved x; average reads no values
   }
 done:
   trl_tensor_release(xc);
