@@ -994,8 +994,21 @@ static int pmain (lua_State *L) {
   return 1;
 }
 
+/*
+** libgomp reads OMP_WAIT_POLICY once, when it is loaded, before 'main'. Its default lets idle
+** OpenMP workers spin after each parallel region, stealing the core from OpenBLAS threads and
+** serial work (bench/NOTES.md: +27% training, +40% inference with 'passive'). So unless the
+** user chose a policy, trl runs itself again once with 'passive'; if exec fails, it goes on.
+*/
+static void set_wait_policy (char **argv) {
+  if (getenv("OMP_WAIT_POLICY") != NULL) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);
+}
+
 int main (int argc, char **argv) {
   int status, result;
+  set_wait_policy(argv);
   lua_State *L = luaL_newstate();
   if (L == NULL) {
     l_message("trl", "cannot create state: not enough memory");
