@@ -16,7 +16,7 @@
 
 #define CACHE_MIN (64u << 10)         // smaller blocks go straight to malloc
 #define NCLASS 160                    // 4 classes per power of two, 64 KiB .. 2^56
-#define CACHE_MAX ((size_t)1 << 30)   // bytes kept on free lists at most
+#define CACHE_MAX_DEFAULT ((size_t)256 << 20)  // bytes kept on free lists at most ($TRL_CACHE_MB)
 
 typedef struct block { struct block *next; } block;
 
@@ -29,7 +29,9 @@ static _Thread_local int in_hook, is_main;
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static block *cache[NCLASS];
-static size_t cached;
+static size_t cached, cache_max = CACHE_MAX_DEFAULT;
+static int cache_max_read;
+static size_t peak_held;
 
 // Size class of 'n' (>= CACHE_MIN) and its rounded size.
 static int size_class (size_t n, size_t *rounded) {
@@ -110,9 +112,12 @@ void *trl_alloc (size_t nbytes) {
   }
   if (p == NULL) p = raw_alloc(n);
   if (p == NULL) return NULL;
-  atomic_fetch_add(&held, n);
+  size_t now = atomic_fetch_add(&held, n) + n;
+  if (now > peak_held) peak_held = now;  // a statistic: a lost race only blurs it
   return p;
 }
+
+size_t trl_mem_peak (void) { return peak_held; }
 
 void trl_free (void *p, size_t nbytes) {
   if (p == NULL) return;
@@ -122,7 +127,12 @@ void trl_free (void *p, size_t nbytes) {
   atomic_fetch_sub(&held, n);
   if (c >= 0) {
     pthread_mutex_lock(&cache_lock);
-    if (cached + n <= CACHE_MAX) {
+    if (!cache_max_read) {
+      const char *e = getenv("TRL_CACHE_MB");
+      if (e) cache_max = (size_t)strtoull(e, NULL, 10) << 20;
+      cache_max_read = 1;
+    }
+    if (cached + n <= cache_max) {
       block *b = p;
       b->next = cache[c];
       cache[c] = b;

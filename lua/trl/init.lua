@@ -11,6 +11,7 @@ local trl = {
   debug = {
     live = T.live,            -- tensor headers alive (leak checks)
     mem_bytes = T.mem_bytes,  -- bytes of tensor storage held
+    mem_peak = T.mem_peak,    -- the most bytes of tensor storage held at once
     sgemm_raw = T.sgemm_raw,  -- c = a b through sgemm, no allocation (benchmarks)
   },
   set_num_threads = T.set_num_threads,
