@@ -6,8 +6,8 @@
 # REPS (default 3) timed steps per run; PYTHON (default /usr/bin/python3) runs torch.
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for these commands (the OpenBLAS here detects
 # the CPU itself); the header says so. Set TRL_BENCH_KEEP_OPENBLAS_ENV=1 to keep them.
-# TRL_BENCH_PASSIVE=1 also runs trl with OMP_WAIT_POLICY=passive (row 'trl-passive'): libgomp
-# reads it only at load time, so it cannot be set from inside trl.
+# trl runs with OMP_WAIT_POLICY=passive unless the environment sets a policy (bindings/main.c);
+# TRL_BENCH_PASSIVE=1 adds a row that sets it explicitly.
 set -e
 B=${1:-32}
 ROUNDS=${2:-5}
