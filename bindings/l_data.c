@@ -140,8 +140,9 @@ static int m_check (lua_State *L) {
   int n, ndim;
   trl_dtype dt;
   int64_t shape[3];
+  int channels = (int)luaL_checkinteger(L, 2);  // before checkops pushes its scratch
   trl_pipe_op *ops = checkops(L, 1, &n);
-  if (trl_pipe_check(ops, n, -1, -1, (int)luaL_checkinteger(L, 2), &dt, &ndim, shape) != TRL_OK)
+  if (trl_pipe_check(ops, n, -1, -1, channels, &dt, &ndim, shape) != TRL_OK)
     return trl_pushfail(L);
   lua_pushstring(L, trl_dtype_name(dt));
   lua_createtable(L, ndim, 0);
@@ -202,17 +203,18 @@ static int m_loader (lua_State *L) {
   int ipaths = lua_gettop(L);
   if (lua_getfield(L, 1, "labels") != LUA_TTABLE) luaL_error(L, "loader: 'labels' must be a table");
   int ilabels = lua_gettop(L);
-  lua_Integer n = luaL_len(L, ipaths);
-  if (luaL_len(L, ilabels) != n)
-    luaL_error(L, "loader: %d paths but %d labels", (int)n, (int)luaL_len(L, ilabels));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, ipaths);
+  if ((lua_Integer)lua_rawlen(L, ilabels) != n)
+    luaL_error(L, "loader: %d paths but %d labels", (int)n, (int)lua_rawlen(L, ilabels));
   const char **paths = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof(char *), 0);
   int64_t *labels = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof(int64_t), 0);
   for (lua_Integer i = 0; i < n; i++) {
-    lua_geti(L, ipaths, i + 1);
-    if (!lua_isstring(L, -1)) luaL_error(L, "loader: path %d is not a string", (int)i + 1);
-    paths[i] = lua_tostring(L, -1);                    // anchored in the 'paths' table
+    // raw access and real strings only: what 'paths' holds stays anchored there
+    if (lua_rawgeti(L, ipaths, i + 1) != LUA_TSTRING)
+      luaL_error(L, "loader: path %d is not a string", (int)i + 1);
+    paths[i] = lua_tostring(L, -1);
     lua_pop(L, 1);
-    lua_geti(L, ilabels, i + 1);
+    lua_rawgeti(L, ilabels, i + 1);
     int ok;
     labels[i] = lua_tointegerx(L, -1, &ok);
     if (!ok) luaL_error(L, "loader: label %d is not an integer", (int)i + 1);
@@ -240,14 +242,14 @@ static int l_start (lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer n = luaL_len(L, 2);
   int bs = (int)luaL_checkinteger(L, 3);
+  uint64_t seed = (uint64_t)luaL_checkinteger(L, 4), epoch = (uint64_t)luaL_checkinteger(L, 5);
   int64_t *order = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof(int64_t), 0);
   for (lua_Integer i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
     order[i] = (int64_t)lua_tointeger(L, -1) - 1;
     lua_pop(L, 1);
   }
-  trl_check(L, trl_loader_start(ld, order, n, bs, (uint64_t)luaL_checkinteger(L, 4),
-                                (uint64_t)luaL_checkinteger(L, 5)));
+  trl_check(L, trl_loader_start(ld, order, n, bs, seed, epoch));
   return 0;
 }
 

@@ -80,10 +80,10 @@ static int m_load_pth (lua_State *L) { return load_with(L, trl_pth_load); }
 static int checkitems (lua_State *L, int ni, int ti, int optnames, const char ***names,
                        trl_tensor ***ts) {
   luaL_checktype(L, ti, LUA_TTABLE);
-  int n = (int)luaL_len(L, ti);
+  int n = (int)lua_rawlen(L, ti);  // raw access: the tables anchor what we point at
   *ts = (trl_tensor **)lua_newuserdatauv(L, sizeof **ts * (size_t)(n + 1), 0);
   for (int i = 0; i < n; i++) {
-    lua_geti(L, ti, i + 1);
+    lua_rawgeti(L, ti, i + 1);
     (*ts)[i] = trl_totensor(L, -1);
     if ((*ts)[i] == NULL)
       luaL_argerror(L, ti, lua_pushfstring(L, "tensors[%d] is not a live tensor", i + 1));
@@ -92,12 +92,12 @@ static int checkitems (lua_State *L, int ni, int ti, int optnames, const char **
   *names = NULL;
   if (optnames && lua_isnoneornil(L, ni)) return n;
   luaL_checktype(L, ni, LUA_TTABLE);
-  if ((int)luaL_len(L, ni) != n)
-    luaL_argerror(L, ni, lua_pushfstring(L, "%d names for %d tensors", (int)luaL_len(L, ni), n));
+  if ((int)lua_rawlen(L, ni) != n)
+    luaL_argerror(L, ni, lua_pushfstring(L, "%d names for %d tensors", (int)lua_rawlen(L, ni), n));
   *names = (const char **)lua_newuserdatauv(L, sizeof **names * (size_t)(n + 1), 0);
   for (int i = 0; i < n; i++) {
     size_t len;
-    if (lua_geti(L, ni, i + 1) != LUA_TSTRING)
+    if (lua_rawgeti(L, ni, i + 1) != LUA_TSTRING)
       luaL_argerror(L, ni, lua_pushfstring(L, "names[%d] is not a string", i + 1));
     (*names)[i] = lua_tolstring(L, -1, &len);
     if (strlen((*names)[i]) != len)

@@ -277,11 +277,11 @@ static int t_matmul (lua_State *L) {
 // concat({t1, t2, ...}, dim)
 static int m_concat (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  int n = (int)luaL_len(L, 1);
+  int n = (int)lua_rawlen(L, 1);
   luaL_argcheck(L, n >= 1, 1, "no tensors to concatenate");
   trl_tensor **ts = (trl_tensor **)lua_newuserdatauv(L, sizeof(trl_tensor *) * (size_t)n, 0);
   for (int i = 0; i < n; i++) {
-    lua_geti(L, 1, i + 1);
+    lua_rawgeti(L, 1, i + 1);  // raw: a value made by __index would not stay anchored
     ts[i] = trl_totensor(L, -1);
     if (ts[i] == NULL) luaL_error(L, "concat: item %d is not a tensor", i + 1);
     lua_pop(L, 1);  // the table keeps it alive
@@ -839,7 +839,7 @@ static int t_index (lua_State *L) {
     if (strcmp(k, "grad") == 0) {
       trl_tensor *t = trl_checktensor(L, 1);
       if (t->grad == NULL) lua_pushnil(L);
-      else { trl_tensor_retain(t->grad); trl_pushtensor(L, t->grad); }
+      else { TBox *b = trl_newbox(L); trl_tensor_retain(t->grad); b->t = t->grad; }
       return 1;
     }
     if (strcmp(k, "grad_req") == 0) {

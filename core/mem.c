@@ -88,7 +88,7 @@ void trl_mem_trim (void) { cache_trim(); }
 void *trl_alloc (size_t nbytes) {
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
-  if (soft_limit && is_main && atomic_load(&held) + n > soft_limit) {
+  if (is_main && soft_limit && atomic_load(&held) + n > soft_limit) {  // main thread only
     run_hook();  // then let the heap grow to twice what survived, as Lua's own GC pause does
     size_t h = atomic_load(&held) * 2;
     soft_limit = h > base_limit ? h : base_limit;
