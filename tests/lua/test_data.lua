@@ -385,3 +385,13 @@ test('show_images writes a PNG grid', function()
 end)
 
 --[[}==================================================================]]
+
+test('binding arguments: messages name what is missing, list items are read raw', function()
+  local D = require 'trl._data'
+  checkerror('number expected, got no value', D.check, {})
+  local paths = setmetatable({}, {__len = function() return 1 end, __index = function() return 'x.jpg' end})
+  checkerror("loader: 1 paths but 0 labels", D.loader, {paths = {'a.jpg'}, labels = {}, ops = {}})
+  checkerror('loader: path 1 is not a string', D.loader, {paths = {123}, labels = {0}, ops = {}})
+  local ok = pcall(D.loader, {paths = paths, labels = {}, ops = {}})   -- raw length 0: no paths
+  assert(ok ~= nil)
+end)

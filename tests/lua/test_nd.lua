@@ -128,6 +128,10 @@ test('matmul and friends', function()
   approx(a:matmul(a:transpose()):totable(), {{14, 32}, {32, 77}})
   checkerror('matmul: size mismatch, a is [2,3], b is [4,5]', nd.matmul, a, nd.zeros{4, 5})
   approx(nd.concat({a, a}, 1):shape(), {4, 3})
+  -- items are read raw: a proxy whose __index makes tensors (which nothing would anchor) is refused
+  local proxy = setmetatable({}, {__len = function() return 2 end,
+                                  __index = function() collectgarbage(); return nd.ones{3} end})
+  checkerror('no tensors to concatenate', nd.concat, proxy, 1)
   approx(nd.stack({nd.array{1, 2}, nd.array{3, 4}}):totable(), {{1, 2}, {3, 4}})
   approx(nd.where(a:gt(3), a, 0):totable(), {{0, 0, 0}, {4, 5, 6}})
   approx(a:clip(2, 5):totable(), {{2, 2, 3}, {4, 5, 5}})
