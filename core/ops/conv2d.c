@@ -3,7 +3,8 @@
 ** and its backward. OpenMP threads split the batch and run im2col + single-threaded GEMMs on
 ** their own images (several images per GEMM for small maps); 3x3 stride-1 convs go through
 ** Winograd F(2x2,3x3) (conv_winograd.c) for the output and the data gradient; a 1x1, stride-1,
-** unpadded conv skips im2col; depthwise convs use a direct kernel. Not here: 3-D, NHWC.
+** unpadded conv skips im2col; depthwise convs use a direct kernel (AVX2 for 3x3, stride 1 or 2).
+** Not here: 3-D, NHWC.
 */
 #include <omp.h>
 #include <stdlib.h>
@@ -14,6 +15,10 @@
 #include "mem.h"
 #include "nn.h"
 #include "tape.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 trl_conv_params trl_conv_defaults (void) {
   return (trl_conv_params){ .stride = {1, 1}, .pad = {0, 0}, .dilation = {1, 1}, .groups = 1 };
@@ -228,6 +233,294 @@ static void depthwise_backward (float *dinp, float *dw, const float *dout, const
 /* }================================================================== */
 
 /* {==================================================================
+** Depthwise 3x3 (stride 1 or 2, dilation 1, one output channel per input channel)
+** =================================================================== */
+
+// MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. The interior
+// columns (all three taps inside the row) run 8 outputs at a time with AVX2 + FMA, with no
+// bounds checks (stride 1 ends a row with a masked vector); the border columns and the stride-2
+// tails take scalar sums with checks. Stride 2 splits a run of 16 input columns into its even
+// and odd columns. Sums are float (the '_ref'
+// kernels sum in double); each plane's sums are exact functions of its data, so threads never
+// change the bits.
+
+static int is_dw3 (const trl_conv_geom *g) {
+  return g->OC == g->C && g->KH == 3 && g->KW == 3 && g->dh == 1 && g->dw == 1 &&
+         g->sh == g->sw && (g->sh == 1 || g->sh == 2);
+}
+
+// The output columns [*lo, *hi) whose three input columns ow*s - pw + 0..2 lie in [0, W).
+static void dw3_inner (int *lo, int *hi, const trl_conv_geom *g) {
+  col_range(lo, hi, -g->pw, g->sw, g->W - 2, g->OW);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The even and odd floats of p[0..15]: (p[0],p[2],..,p[14]) and (p[1],p[3],..,p[15]).
+static inline void evenodd (__m256 *e, __m256 *o, const float *p) {
+  __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));   // a0 a2 b0 b2 | a4 a6 b4 b6
+  __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  *e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+  *o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+// Lanes 0 .. n-1 on: the last few interior columns of a stride-1 row (n < 8), so that only
+// the true borders take the scalar path.
+static inline __m256i tailmask (int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The three taps of 8 output columns, p pointing at the first one's tap 0: t[j] holds
+// p[i*s + j] for i = 0..7.
+static inline void taps (__m256 t[3], const float *p, int s) {
+  if (s == 1) {
+    t[0] = _mm256_loadu_ps(p), t[1] = _mm256_loadu_ps(p + 1), t[2] = _mm256_loadu_ps(p + 2);
+  } else {
+    __m256 unused;
+    evenodd(&t[0], &t[1], p);       // p[0..15]
+    evenodd(&unused, &t[2], p + 1); // p[1..16]: p[16] is the last tap of the 8th column
+  }
+}
+#endif
+
+// o is (OH,OW), x is (H,W), w is (3,3): o = bv + the stencil.
+static void dw3_forward_plane (float *o, const float *x, const float *w, float bv,
+                               const trl_conv_geom *g) {
+  int s = g->sw, lo, hi;
+  dw3_inner(&lo, &hi, g);
+  for (int oh = 0; oh < g->OH; oh++) {
+    const float *rows[3], *wk[3];
+    int nk = 0;
+    for (int kh = 0; kh < 3; kh++) {
+      int ih = oh * g->sh - g->ph + kh;
+      if (ih >= 0 && ih < g->H) rows[nk] = x + (size_t)ih * g->W, wk[nk++] = w + 3 * kh;
+    }
+    float *orow = o + (size_t)oh * g->OW;
+    int ow = lo;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 wv[3][3];
+    for (int k = 0; k < nk; k++)
+      for (int j = 0; j < 3; j++) wv[k][j] = _mm256_set1_ps(wk[k][j]);
+    for (; ow + 8 <= hi; ow += 8) {
+      __m256 acc = _mm256_set1_ps(bv), t[3];
+      for (int k = 0; k < nk; k++) {
+        taps(t, rows[k] + ow * s - g->pw, s);
+        acc = _mm256_fmadd_ps(wv[k][0], t[0], acc);
+        acc = _mm256_fmadd_ps(wv[k][1], t[1], acc);
+        acc = _mm256_fmadd_ps(wv[k][2], t[2], acc);
+      }
+      _mm256_storeu_ps(orow + ow, acc);
+    }
+    if (s == 1 && ow < hi) {
+      __m256i m = tailmask(hi - ow);
+      __m256 acc = _mm256_set1_ps(bv);
+      for (int k = 0; k < nk; k++) {
+        const float *p = rows[k] + ow - g->pw;
+        acc = _mm256_fmadd_ps(wv[k][0], _mm256_maskload_ps(p, m), acc);
+        acc = _mm256_fmadd_ps(wv[k][1], _mm256_maskload_ps(p + 1, m), acc);
+        acc = _mm256_fmadd_ps(wv[k][2], _mm256_maskload_ps(p + 2, m), acc);
+      }
+      _mm256_maskstore_ps(orow + ow, m, acc);
+      ow = hi;
+    }
+#endif
+    for (int c = 0; c < g->OW; c++) {
+      if (c == lo) c = ow;   // the vectors did [lo, ow)
+      if (c >= g->OW) break;
+      float acc = bv;
+      for (int k = 0; k < nk; k++)
+        for (int j = 0; j < 3; j++) {
+          int iw = c * s - g->pw + j;
+          if (iw >= 0 && iw < g->W) acc += wk[k][j] * rows[k][iw];
+        }
+      orow[c] = acc;
+    }
+  }
+}
+
+// dx is (H,W), go is (OH,OW), w is (3,3): dx += the transposed stencil, as a gather over the
+// outputs that read each input, so that every input is written once.
+static void dw3_backward_data_plane (float *dx, const float *go, const float *w,
+                                     const trl_conv_geom *g) {
+  int s = g->sw;
+  // input column iw reads output ow = (iw + pw - kw) / s for kw with iw + pw - kw = 0 mod s
+  // interior: every such ow lies in [0, OW); stride 1 runs 8 inputs, stride 2 runs 16
+  // (stride 1: iw + pw - 2 >= 0 and iw + pw < OW; stride 2: iw + pw even, (iw + pw) / 2 - 1
+  // >= 0 and (iw + pw) / 2 + 7 < OW for the 16 columns from iw)
+  int lo = 2 - g->pw, hi = s == 1 ? g->OW - g->pw : 2 * g->OW - g->pw;
+  while (lo < 0) lo += s;   // keeps the parity of iw + pw
+  if (hi > g->W) hi = g->W;
+  for (int ih = 0; ih < g->H; ih++) {
+    const float *rows[3], *wk[3];
+    int nk = 0;
+    for (int kh = 0; kh < 3; kh++) {
+      int t = ih + g->ph - kh;
+      if (t < 0 || t % s != 0 || t / s >= g->OH) continue;
+      rows[nk] = go + (size_t)(t / s) * g->OW, wk[nk++] = w + 3 * kh;
+    }
+    float *drow = dx + (size_t)ih * g->W;
+    int iw = lo > 0 ? lo : 0;
+    if (iw > hi) iw = hi;
+    int start = iw;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 wv[3][3];
+    for (int k = 0; k < nk; k++)
+      for (int j = 0; j < 3; j++) wv[k][j] = _mm256_set1_ps(wk[k][j]);
+    if (s == 1) {
+      for (; iw + 8 <= hi; iw += 8) {
+        __m256 acc = _mm256_loadu_ps(drow + iw);
+        int q = iw + g->pw;   // ow = q - kw
+        for (int k = 0; k < nk; k++) {
+          acc = _mm256_fmadd_ps(wv[k][0], _mm256_loadu_ps(rows[k] + q), acc);
+          acc = _mm256_fmadd_ps(wv[k][1], _mm256_loadu_ps(rows[k] + q - 1), acc);
+          acc = _mm256_fmadd_ps(wv[k][2], _mm256_loadu_ps(rows[k] + q - 2), acc);
+        }
+        _mm256_storeu_ps(drow + iw, acc);
+      }
+      if (iw < hi) {
+        __m256i m = tailmask(hi - iw);
+        __m256 acc = _mm256_maskload_ps(drow + iw, m);
+        const int q = iw + g->pw;
+        for (int k = 0; k < nk; k++) {
+          acc = _mm256_fmadd_ps(wv[k][0], _mm256_maskload_ps(rows[k] + q, m), acc);
+          acc = _mm256_fmadd_ps(wv[k][1], _mm256_maskload_ps(rows[k] + q - 1, m), acc);
+          acc = _mm256_fmadd_ps(wv[k][2], _mm256_maskload_ps(rows[k] + q - 2, m), acc);
+        }
+        _mm256_maskstore_ps(drow + iw, m, acc);
+        iw = hi;
+      }
+    } else {
+      for (; iw + 16 <= hi; iw += 16) {
+        // even inputs iw+2j read kw 0 at q+j and kw 2 at q+j-1; odd ones kw 1 at q+j
+        int q = (iw + g->pw) / 2;
+        __m256 e = _mm256_setzero_ps(), od = _mm256_setzero_ps();
+        for (int k = 0; k < nk; k++) {
+          __m256 g0 = _mm256_loadu_ps(rows[k] + q), g1 = _mm256_loadu_ps(rows[k] + q - 1);
+          e = _mm256_fmadd_ps(wv[k][0], g0, e);
+          e = _mm256_fmadd_ps(wv[k][2], g1, e);
+          od = _mm256_fmadd_ps(wv[k][1], g0, od);
+        }
+        __m256 l = _mm256_unpacklo_ps(e, od), h = _mm256_unpackhi_ps(e, od);
+        __m256 a = _mm256_permute2f128_ps(l, h, 0x20), b = _mm256_permute2f128_ps(l, h, 0x31);
+        _mm256_storeu_ps(drow + iw, _mm256_add_ps(_mm256_loadu_ps(drow + iw), a));
+        _mm256_storeu_ps(drow + iw + 8, _mm256_add_ps(_mm256_loadu_ps(drow + iw + 8), b));
+      }
+    }
+#endif
+    for (int c = 0; c < g->W; c++) {
+      if (c == start) c = iw;   // the vectors did [start, iw)
+      if (c >= g->W) break;
+      float acc = 0;
+      for (int k = 0; k < nk; k++)
+        for (int j = 0; j < 3; j++) {
+          int t = c + g->pw - j;
+          if (t >= 0 && !(t & (s - 1)) && t >> (s - 1) < g->OW)   // s is 1 or 2
+            acc += wk[k][j] * rows[k][t >> (s - 1)];
+        }
+      drow[c] += acc;
+    }
+  }
+}
+
+// s[9] += the weight gradient of one plane: x is (H,W), go is (OH,OW).
+static void dw3_backward_weight_plane (double *s9, const float *x, const float *go,
+                                       const trl_conv_geom *g) {
+  int s = g->sw, lo, hi;
+  dw3_inner(&lo, &hi, g);
+  float sc[9] = {0};
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 acc[9];
+  for (int i = 0; i < 9; i++) acc[i] = _mm256_setzero_ps();
+#endif
+  for (int oh = 0; oh < g->OH; oh++) {
+    const float *gr = go + (size_t)oh * g->OW;
+    for (int kh = 0; kh < 3; kh++) {
+      int ih = oh * g->sh - g->ph + kh;
+      if (ih < 0 || ih >= g->H) continue;
+      const float *r = x + (size_t)ih * g->W;
+      int ow = lo;
+#if defined(__AVX2__) && defined(__FMA__)
+      __m256 a0 = acc[3 * kh], a1 = acc[3 * kh + 1], a2 = acc[3 * kh + 2], t[3];
+      for (; ow + 8 <= hi; ow += 8) {
+        __m256 gv = _mm256_loadu_ps(gr + ow);
+        taps(t, r + ow * s - g->pw, s);
+        a0 = _mm256_fmadd_ps(t[0], gv, a0);
+        a1 = _mm256_fmadd_ps(t[1], gv, a1);
+        a2 = _mm256_fmadd_ps(t[2], gv, a2);
+      }
+      if (s == 1 && ow < hi) {   // masked lanes load zeros and add nothing
+        __m256i m = tailmask(hi - ow);
+        const float *p = r + ow - g->pw;
+        __m256 gv = _mm256_maskload_ps(gr + ow, m);
+        a0 = _mm256_fmadd_ps(_mm256_maskload_ps(p, m), gv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(p + 1, m), gv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_maskload_ps(p + 2, m), gv, a2);
+        ow = hi;
+      }
+      acc[3 * kh] = a0, acc[3 * kh + 1] = a1, acc[3 * kh + 2] = a2;
+#endif
+      for (int c = 0; c < g->OW; c++) {
+        if (c == lo) c = ow;
+        if (c >= g->OW) break;
+        for (int j = 0; j < 3; j++) {
+          int iw = c * s - g->pw + j;
+          if (iw >= 0 && iw < g->W) sc[3 * kh + j] += r[iw] * gr[c];
+        }
+      }
+    }
+  }
+#if defined(__AVX2__) && defined(__FMA__)
+  for (int i = 0; i < 9; i++) {
+    float v[8];
+    _mm256_storeu_ps(v, acc[i]);
+    s9[i] += (double)(((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])));
+  }
+#endif
+  for (int i = 0; i < 9; i++) s9[i] += sc[i];
+}
+
+// Shapes as in depthwise_forward, with OC = C and 3x3 weights.
+static void dw3_forward (float *out, const float *inp, const float *w, const float *b,
+                         const trl_conv_geom *g) {
+  int HW = g->H * g->W, L = g->OH * g->OW;
+  #pragma omp parallel for schedule(static) if ((int64_t)g->B * g->C * L > 16384)
+  for (int64_t p = 0; p < (int64_t)g->B * g->C; p++) {
+    int c = (int)(p % g->C);
+    dw3_forward_plane(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c, b ? b[c] : 0.0f, g);
+  }
+}
+
+// Shapes as in depthwise_backward; dinp/dw may be NULL.
+static void dw3_backward (float *dinp, float *dw, const float *dout, const float *inp,
+                          const float *w, const trl_conv_geom *g) {
+  int HW = g->H * g->W, L = g->OH * g->OW;
+  int64_t work = (int64_t)g->B * g->C * L;
+  if (dinp && !dw) {
+    #pragma omp parallel for schedule(static) if (work > 16384)
+    for (int64_t p = 0; p < (int64_t)g->B * g->C; p++)
+      dw3_backward_data_plane(dinp + (size_t)p * HW, dout + (size_t)p * L,
+                              w + 9 * (p % g->C), g);
+  }
+  if (dw) {
+    // one channel per iteration, its planes summed in batch order: the bits never depend on
+    // the thread count or the schedule (a resumed training run must match an unbroken one).
+    // The data gradient of each plane comes first, while its 'dout' plane is in cache.
+    #pragma omp parallel for schedule(static) if (work > 16384)
+    for (int c = 0; c < g->C; c++) {
+      double s9[9] = {0};
+      for (int n = 0; n < g->B; n++) {
+        size_t p = (size_t)n * g->C + c;
+        if (dinp) dw3_backward_data_plane(dinp + p * HW, dout + p * L, w + 9 * c, g);
+        dw3_backward_weight_plane(s9, inp + p * HW, dout + p * L, g);
+      }
+      for (int i = 0; i < 9; i++) dw[9 * c + i] += (float)s9[i];
+    }
+  }
+}
+
+/* }================================================================== */
+
+/* {==================================================================
 ** GEMM path (general and pointwise convs)
 ** =================================================================== */
 
@@ -415,7 +708,8 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
 void conv2d_forward (float *out, const float *inp, const float *w, const float *b, float *ws,
                      const trl_conv_geom *g) {
   if (conv_kind(g) == DEPTHWISE) {
-    depthwise_forward(out, inp, w, b, g);
+    if (is_dw3(g)) dw3_forward(out, inp, w, b, g);
+    else depthwise_forward(out, inp, w, b, g);
     return;
   }
   plan p = make_plan(g);
@@ -453,7 +747,8 @@ void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, cons
     }
   }
   if (conv_kind(g) == DEPTHWISE) {
-    depthwise_backward(dinp, dw, dout, inp, w, g);
+    if (is_dw3(g)) dw3_backward(dinp, dw, dout, inp, w, g);
+    else depthwise_backward(dinp, dw, dout, inp, w, g);
     return;
   }
   if (!dinp && !dw) return;
