@@ -96,8 +96,11 @@ static void gc_hook (void *ud) {
   lua_gc((lua_State *)ud, LUA_GCCOLLECT);
 }
 
+static int stress;  // TRL_GCSTRESS=1: a full GC at every tensor allocation (see mem.c)
+
 static void gc_step (void *ud, size_t kb) {
-  lua_gc((lua_State *)ud, LUA_GCSTEP, (int)(kb > 1 << 20 ? 1 << 20 : kb));
+  if (stress) lua_gc((lua_State *)ud, LUA_GCCOLLECT);
+  else lua_gc((lua_State *)ud, LUA_GCSTEP, (int)(kb > 1 << 20 ? 1 << 20 : kb));
 }
 
 void trl_openlibs (lua_State *L) {
@@ -112,6 +115,8 @@ void trl_openlibs (lua_State *L) {
   lua_pop(L, 1);
   // Lua cannot see tensor memory: large allocations advance its GC, and a full GC runs when
   // tensor memory passes 1 GiB (then twice what survived)
+  const char *gs = getenv("TRL_GCSTRESS");
+  stress = gs != NULL && gs[0] == '1';
   const char *lim = getenv("TRL_GC_SOFT_LIMIT_MB");
   size_t mb = lim ? (size_t)strtoull(lim, NULL, 10) : 1024;
   trl_mem_set_hook(gc_hook, gc_step, L, mb << 20);

@@ -73,6 +73,14 @@ static void run_hook (void) {
   }
 }
 
+// TRL_GCSTRESS=1: report every allocation, and the binding then runs a full GC each time, so
+// a tensor that C code uses without anchoring it is freed at once (a debug mode for tests).
+static int gc_stress (void) {
+  static int v = -1;
+  if (v < 0) v = getenv("TRL_GCSTRESS") != NULL && getenv("TRL_GCSTRESS")[0] == '1';
+  return v;
+}
+
 static void *raw_alloc (size_t n) {
   void *p = aligned_alloc(64, n);
   if (p == NULL) {
@@ -93,7 +101,7 @@ void *trl_alloc (size_t nbytes) {
     size_t h = atomic_load(&held) * 2;
     soft_limit = h > base_limit ? h : base_limit;
   }
-  if (gc_step && is_main && !in_hook && n >= CACHE_MIN) {
+  if (gc_step && is_main && !in_hook && (n >= CACHE_MIN || gc_stress())) {
     in_hook = 1;  // tell the GC about memory it cannot see, so garbage tensors go promptly
     gc_step(gc_ud, n >> 10);
     in_hook = 0;
