@@ -1,0 +1,23 @@
+-- bench/peak_rss.lua: peak RSS (VmHWM) and peak tensor bytes of two ResNet-18 v2 SGD train
+-- steps at a given batch (default 128), 224x224, with the step times.
+--   trl bench/peak_rss.lua [BATCH]      (TRL_CACHE_MB sets the free-block cache)
+local trl = require 'trl'
+local nd, gluon = trl.nd, trl.gluon
+local B = tonumber(arg[1]) or 128
+local net = gluon.model_zoo.vision.resnet18_v2{classes = 1000}
+net:initialize(trl.init.Xavier())
+local loss = gluon.loss.SoftmaxCrossEntropyLoss()
+local trainer = gluon.Trainer(net:collect_params(), 'sgd', {learning_rate = 0.01})
+local x = nd.random.uniform(0, 1, {B, 3, 224, 224})
+local y = nd.zeros({B}, 'int64')
+for i = 1, 2 do
+  local t0 = trl.clock()
+  local l = trl.autograd.record(function() return loss(net(x), y) end)
+  l:backward()
+  trainer:step(B)
+  print(string.format('step %d: %.2f s', i, trl.clock() - t0))
+end
+for line in io.lines('/proc/self/status') do
+  if line:match('^VmHWM') then print(line) end
+end
+print(string.format('peak tensor bytes held %.0f MB', trl.debug.mem_peak() / 2^20))
