@@ -97,6 +97,7 @@ test('every zoo model builds and runs', function()
     {'resnet152_v1', 32, 877}, {'resnet34_v2', 32, 178}, {'resnet101_v2', 32, 514},
     {'resnet152_v2', 32, 769}, {'squeezenet1.0', 224, 52}, {'squeezenet1_1', 224, 52},
     {'mobilenetv2_0.75', 32, 266}, {'mobilenet_v2_0_5', 32, 266}, {'mobilenetv2_0.25', 32, 266},
+    {'mobilenet_v2_1.0', 32, 266},
     {'mobilenet1.0', 32, 137}, {'mobilenet0.25', 32, 137},
   }
   for _, c in ipairs(cases) do

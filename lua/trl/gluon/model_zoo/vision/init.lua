@@ -46,13 +46,14 @@ function M.list_models()
   return r
 end
 
--- get_model(name, opts): 'squeezenet1.1' or 'squeezenet1_1', 'mobilenetv2_1.0' or
--- 'mobilenet_v2_1_0', 'resnet18_v2', ... (any case).
+-- get_model(name, opts): 'squeezenet1.1' or 'squeezenet1_1', 'mobilenetv2_1.0',
+-- 'mobilenet_v2_1_0' or 'mobilenet_v2_1.0', 'resnet18_v2', ... (any case).
 function M.get_model(name, opts)
   if type(name) ~= 'string' then
     error("get_model: name must be a string, got " .. type(name), 2)
   end
-  local f = models[name:lower()]
+  -- also 'mobilenet_v2_1.0' (the issue tracker's spelling): a dot may stand for the underscore
+  local f = models[name:lower()] or models[name:lower():gsub('%.', '_')]
   if f == nil then
     error(string.format("get_model: model '%s' is not supported; available: %s", name,
                         table.concat(M.list_models(), ', ')), 2)
