@@ -19,6 +19,7 @@
 #include <png.h>
 
 #include "image.h"
+#include "ndlist.h"   // trl_write_atomic
 
 // Larger than this is a corrupt header or a decompression bomb, not a photo.
 #define MAX_PIXELS ((int64_t)1 << 28)
@@ -585,6 +586,15 @@ done:
   return st;
 }
 
+struct encoded { const unsigned char *buf; size_t n; };
+
+static trl_status write_encoded (FILE *f, void *ud) {
+  const struct encoded *e = ud;
+  if (fwrite(e->buf, 1, e->n, f) != e->n)
+    return trl_fail(TRL_EIO, "write failed: %s", strerror(errno));
+  return TRL_OK;
+}
+
 trl_status trl_image_write (const trl_tensor *img, const char *path, int quality) {
   const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
   int png = 0;
@@ -597,41 +607,15 @@ trl_status trl_image_write (const trl_tensor *img, const char *path, int quality
   size_t n;
   TRL_TRY(png ? trl_image_encode_png(img, &buf, &n)
               : trl_image_encode_jpeg(img, quality ? quality : 95, &buf, &n));
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
-  if (!tmp) {
-    free(buf);
-    return trl_fail(TRL_ENOMEM, "imwrite: %s: out of memory", path);
-  }
-  snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
-  trl_status st = TRL_OK;
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    st = trl_fail(TRL_EIO, "imwrite: %s: cannot create a temporary file (%s)", path,
-                  strerror(errno));
-    goto done;
-  }
-  size_t off = 0;
-  while (off < n) {
-    ssize_t w = write(fd, buf + off, n - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) break;
-    off += (size_t)w;
-  }
-  if (off < n || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-    st = trl_fail(TRL_EIO, "imwrite: %s: write failed (%s)", path, strerror(errno));
-    close(fd);
-    unlink(tmp);
-    goto done;
-  }
-  if (close(fd) != 0 || rename(tmp, path) != 0) {
-    st = trl_fail(TRL_EIO, "imwrite: %s: %s", path, strerror(errno));
-    unlink(tmp);
-  }
-done:
-  free(tmp);
+  struct encoded e = {buf, n};
+  trl_status st = trl_write_atomic(path, write_encoded, &e);  // temp file, fsync, rename
   free(buf);
-  return st;
+  if (st != TRL_OK) {
+    char m[TRL_MSGLEN];
+    snprintf(m, sizeof m, "%s", trl_errmsg());  // trl_fail writes the buffer it would read
+    return trl_fail(st, "imwrite: %s", m);
+  }
+  return TRL_OK;
 }
 
 /* }================================================================== */
