@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "floatbuf.h"
 #include "nn.h"
 #include "ops/conv_winograd.h"
 
@@ -24,31 +25,6 @@ static int passed, failed;
            printf(__VA_ARGS__); printf("\n"); } \
   } while (0)
 
-static uint64_t seed = 0x9e3779b97f4a7c15ull;
-
-static float *frand (int64_t n) {   // U(-1, 1)
-  float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-  for (int64_t i = 0; i < n; i++) {
-    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-    p[i] = (float)((double)(seed >> 11) * 0x1.0p-52 - 1);
-  }
-  return p;
-}
-
-static float *fcopy (const float *src, int64_t n) {
-  float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-  memcpy(p, src, sizeof(float) * (size_t)n);
-  return p;
-}
-
-static double reldiff (const float *a, const float *b, int64_t n) {
-  double d = 0, m = 1e-30;
-  for (int64_t i = 0; i < n; i++) {
-    d = fmax(d, fabs((double)a[i] - b[i]));
-    m = fmax(m, fabs((double)b[i]));
-  }
-  return d / m;
-}
 
 static trl_conv_geom geom (int B, int C, int H, int W, int OC, int K, int s, int p, int G) {
   trl_conv_geom g = { .B = B, .C = C, .H = H, .W = W, .OC = OC, .KH = K, .KW = K, .sh = s,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "floatbuf.h"
 #include "check.h"
 #include "nn.h"
 
@@ -20,31 +21,6 @@
            fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); } \
   } while (0)
 
-static uint64_t seed = 0x2545f4914f6cdd1dull;
-
-static float *frand (int64_t n) {   // U(-1, 1)
-  float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-  for (int64_t i = 0; i < n; i++) {
-    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-    p[i] = (float)((double)(seed >> 11) * 0x1.0p-52 - 1);
-  }
-  return p;
-}
-
-static float *fcopy (const float *src, int64_t n) {
-  float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
-  memcpy(p, src, sizeof(float) * (size_t)n);
-  return p;
-}
-
-static double reldiff (const float *a, const float *b, int64_t n) {
-  double d = 0, m = 1e-30;
-  for (int64_t i = 0; i < n; i++) {
-    d = fmax(d, fabs((double)a[i] - b[i]));
-    m = fmax(m, fabs((double)b[i]));
-  }
-  return d / m;
-}
 
 // A depthwise conv: C channels, M outputs per channel, KxK kernel, stride s, pad p, dilation d.
 static trl_conv_geom geom (int B, int C, int H, int W, int M, int K, int s, int p, int d) {
@@ -113,6 +89,7 @@ static void dw_case (trl_conv_geom g, int bias) {
 }
 
 int main (void) {
+  frand_seed = 0x2545f4914f6cdd1dull;   // the data this test was tuned on
   int Cs[] = { 1, 7, 32 }, Bs[] = { 1, 3 };
   int sizes[][2] = { { 1, 1 }, { 5, 3 }, { 9, 7 }, { 17, 23 }, { 31, 40 }, { 56, 56 } };
   for (int ci = 0; ci < 3; ci++)
