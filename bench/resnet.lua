@@ -32,81 +32,8 @@ local function vm(field)
   return tonumber(s:match(field .. ':%s*(%d+)')) or 0
 end
 
---[[ {==================================================================
-** ResNet-18 v2 (Gluon's model_zoo layout), used until the zoo model loads
-** =================================================================== ]]
-
-local BasicBlockV2 = gluon.class('BasicBlockV2', gluon.HybridBlock)
-
-function BasicBlockV2:__init(channels, stride, downsample, in_channels)
-  gluon.HybridBlock.__init(self, {})
-  self:name_scope(function()
-    self.bn1 = nn.BatchNorm()
-    self.conv1 = nn.Conv2D(channels, 3, {strides = stride, padding = 1, use_bias = false,
-                                         in_channels = in_channels})
-    self.bn2 = nn.BatchNorm()
-    self.conv2 = nn.Conv2D(channels, 3, {strides = 1, padding = 1, use_bias = false,
-                                         in_channels = channels})
-    if downsample then
-      self.downsample = nn.Conv2D(channels, 1, {strides = stride, use_bias = false,
-                                                in_channels = in_channels})
-    end
-  end)
-end
-
-function BasicBlockV2:forward(x)
-  local residual = x
-  x = self.bn1(x):relu()
-  if self.downsample then residual = self.downsample(x) end
-  x = self.conv1(x)
-  x = self.bn2(x):relu()
-  x = self.conv2(x)
-  return x + residual
-end
-
-local function resnet18_v2_local(classes)
-  local net = nn.HybridSequential()
-  net:name_scope(function()
-    local f = nn.HybridSequential{prefix = ''}
-    f:add(nn.BatchNorm{scale = false, center = false})
-    f:add(nn.Conv2D(64, 7, 2, 3, {use_bias = false}))
-    f:add(nn.BatchNorm())
-    f:add(nn.Activation('relu'))
-    f:add(nn.MaxPool2D(3, 2, 1))
-    local in_ch = 64
-    for i, ch in ipairs{64, 128, 256, 512} do
-      local stage = nn.HybridSequential{prefix = 'stage' .. i .. '_'}
-      local stride = i == 1 and 1 or 2
-      stage:add(BasicBlockV2(ch, stride, ch ~= in_ch, in_ch))
-      stage:add(BasicBlockV2(ch, 1, false, ch))
-      f:add(stage)
-      in_ch = ch
-    end
-    f:add(nn.BatchNorm())
-    f:add(nn.Activation('relu'))
-    f:add(nn.GlobalAvgPool2D())
-    f:add(nn.Flatten())
-    net.features = f
-    net.output = nn.Dense(classes, {in_units = 512})
-  end)
-  net.forward = function(self, x) return self.output(self.features(x)) end
-  return net
-end
-
-local function build()
-  if os.getenv('TRL_BENCH_LOCAL_MODEL') ~= '1' then
-    local ok, zoo = pcall(require, 'trl.gluon.model_zoo')
-    local vision = ok and type(zoo) == 'table' and zoo.vision
-    if not vision then ok, vision = pcall(require, 'trl.gluon.model_zoo.vision') end
-    local ctor = ok and type(vision) == 'table' and vision.resnet18_v2
-    if ctor then return ctor{classes = 1000}, 'trl.gluon.model_zoo.vision.resnet18_v2' end
-  end
-  return resnet18_v2_local(1000), 'bench/resnet.lua resnet18_v2 (zoo model not found)'
-end
-
---[[ }================================================================== ]]
-
-local net, source = build()
+local net = gluon.model_zoo.vision.resnet18_v2{classes = 1000}
+local source = 'trl.gluon.model_zoo.vision.resnet18_v2'
 net:initialize(trl.init.Xavier{rnd_type = 'gaussian', magnitude = 2})
 nd.random.seed(1)
 local x = nd.random.uniform(-1, 1, {B, 3, 224, 224})
