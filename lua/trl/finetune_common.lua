@@ -323,6 +323,44 @@ function M.finetune_net(args, pretrained_net, opts)
   return net
 end
 
+--[[
+stages(features) -> a list of stages, each a list of child positions in 'features', and the
+position of the last stage's last child; nil for a net whose stages are not known. ResNet:
+the four 'stage<i>_' blocks. MobileNetV2: the bottlenecks grouped by output resolution, a
+stage starting at each stride-2 block (1, 2, 3, 7, 4 blocks).
+]]
+function M.stages(features)
+  local list, last = {}, nil
+  for i, c in ipairs(features:children()) do
+    local b = c[2]
+    if b.prefix:match('stage%d+_$') then
+      list[#list + 1], last = {i}, i
+    elseif b._class_name == 'LinearBottleneck' then
+      if #list == 0 or b.stride ~= 1 then list[#list + 1] = {} end
+      table.insert(list[#list], i)
+      last = i
+    end
+  end
+  if #list == 0 then return nil end
+  return list, last
+end
+
+-- reinit_stages(features, k): Xavier (BatchNorm: its defaults) for stages k+1.. and, when
+-- k is not all of them, for what follows the stages (ResNet v2's BN, MobileNetV2's conv+BN).
+function M.reinit_stages(features, k)
+  local layout, last = M.stages(features)
+  local fresh = {}
+  for s = k + 1, #layout do
+    for _, i in ipairs(layout[s]) do fresh[#fresh + 1] = i end
+  end
+  if k < #layout then
+    for i = last + 1, #features do fresh[#fresh + 1] = i end
+  end
+  for _, i in ipairs(fresh) do
+    features[i]:collect_params():initialize(trl.init.Xavier(), {force_reinit = true})
+  end
+end
+
 --[[ }================================================================== ]]
 
 --[[ {==================================================================
@@ -366,12 +404,12 @@ report(results, args) prints one line per run (final loss and accuracies) and, w
 draws the runs' test accuracy per epoch. results: a list of {name, history}.
 ]]
 function M.report(results, args)
-  print(string.format('\n%-28s %8s %10s %9s', 'run', 'loss', 'train acc', 'test acc'))
+  print(string.format('\n%-32s %8s %10s %9s', 'run', 'loss', 'train acc', 'test acc'))
   for _, r in ipairs(results) do
     local h = r[2]
     local last = h[#h]
     if last then
-      print(string.format('%-28s %8.4f %10.3f %9.3f', r[1], last.loss, last.train_acc,
+      print(string.format('%-32s %8.4f %10.3f %9.3f', r[1], last.loss, last.train_acc,
                           last.test_acc))
     end
   end

@@ -5,7 +5,9 @@ train only the new output, against fine-tuning everything. Freezing has a trap: 
 BatchNorm in the features still normalizes with the batch's statistics while training and
 keeps moving its running mean and variance toward the new data. trl.freeze(block,
 {bn = 'frozen'}) also fixes those (use_global_stats); {bn = 'train'} is Gluon's behaviour.
-Three runs: full fine-tuning, frozen with bn='frozen', frozen with bn='train'.
+Three runs: full fine-tuning, frozen with bn='frozen', frozen with bn='train'; --runs picks
+some of them (full, frozen, train), e.g. to skip the full run you already have from finetune.lua
+with the same seed.
 ]]
 local trl = require 'trl'
 local nd = trl.nd
@@ -15,12 +17,21 @@ local freeze = require 'trl.freeze'
 local p = common.parser('freeze.lua', 'frozen features (both BatchNorm policies) vs full '
                         .. 'fine-tuning')
 p:option('--lr', 'learning rate', '0.01'):convert(tonumber)
+p:option('--runs', "comma-separated runs: full, frozen (bn='frozen'), train (bn='train')",
+         'full,frozen,train')
 local args = common.parse(p)
+local RUNS = {full = 'full fine-tuning', frozen = "frozen, bn='frozen'",
+              train = "frozen, bn='train'"}
+local runs = {}
+for r in args.runs:gmatch('[^,%s]+') do
+  if not RUNS[r] then p:error('--runs takes full, frozen and train, got ' .. r) end
+  runs[#runs + 1] = RUNS[r]
+end
 local inputs = common.check_inputs(args, {weights = true})
 local train_imgs, test_imgs = common.datasets(inputs.data, args)
 
 local results = {}
-for _, how in ipairs{'full fine-tuning', "frozen, bn='frozen'", "frozen, bn='train'"} do
+for _, how in ipairs(runs) do
   local pretrained = common.pretrained(args, inputs.weights)
   nd.random.seed(args.seed)
   local net = common.finetune_net(args, pretrained)

@@ -146,8 +146,11 @@ test('each exercise runs on a tiny subset and prints its summary', function()
   local runs = {
     {'freeze', mobilenet, {"frozen, bn='frozen'", "frozen, bn='train'", 'full fine-tuning'}},
     {'lr_sweep', mobilenet .. ' --lrs 0.01,0.1', {'lr 0.01', 'lr 0.1'}},
+    {'freeze', mobilenet .. ' --runs train,full', {"frozen, bn='train'", 'full fine-tuning'}},
     {'fewer_layers', '--weights ' .. q(fake_resnet()) .. ' --stages 0,4',
-     {'first 0 stages pretrained', 'first 4 stages pretrained'}},
+     {'first 0 of 4 stages pretrained', 'first 4 of 4 stages pretrained'}},
+    {'fewer_layers', mobilenet .. ' --stages 2',
+     {'first 2 of 5 stages pretrained'}},
     {'hotdog_w', '--model squeezenet1.1 --image-size 224 --limit 2 --weights '
      .. q(SHARED .. '/models/squeezenet1.1.params'), {'hot-dog row 934 output', 'Xavier output'}},
   }
@@ -159,4 +162,33 @@ test('each exercise runs on a tiny subset and prints its summary', function()
     assert(#epoch_lines(out) == #r[3], r[1] .. ': ' .. out)
     for _, name in ipairs(r[3]) do assert(has(out, '\n' .. name), r[1] .. ': ' .. out) end
   end
+end)
+
+test('fewer_layers: the stages of ResNet and MobileNetV2; reinit_stages keeps the first k', function()
+  local common = require 'trl.finetune_common'
+  local vision = trl.gluon.model_zoo.vision
+  local r = common.stages(vision.resnet18_v2().features)
+  assert(#r == 4 and r[1][1] == 6 and r[4][1] == 9, 'resnet18_v2 stages are children 6..9')
+  local m, last = common.stages(vision.mobilenet_v2_1_0().features)
+  local sizes = {}
+  for i, s in ipairs(m) do sizes[i] = #s end
+  assert(table.concat(sizes, ',') == '1,2,3,7,4' and m[1][1] == 4 and last == 20,
+         'mobilenet_v2 stages: ' .. table.concat(sizes, ','))
+  assert(common.stages(vision.squeezenet1_1().features) == nil)
+
+  local path = SHARED .. '/models/mobilenetv2_1.0-features.params'
+  local net = common.pretrained({model = 'mobilenet_v2_1.0'}, path)
+  local file = require('trl._serial').load(path)
+  common.reinit_stages(net.features, 2)
+  -- kept: stem conv (features.0) and a conv of stage 2 (features.3 = the 3rd bottleneck)
+  local function same(p, name)
+    return (p:data():reshape{-1} - file[name]:reshape{-1}):abs():max():item() == 0
+  end
+  assert(same(net.features[1].weight, 'features.0.weight'))
+  assert(same(net.features[6].out[1].weight, 'features.5.out.0.weight'))
+  -- re-initialized: stage 3 (features.6) and the last 1x1 conv, its BN back to defaults
+  assert(not same(net.features[7].out[1].weight, 'features.6.out.0.weight'))
+  assert(not same(net.features[21].weight, 'features.20.weight'))
+  local bn = net.features[22]
+  assert(bn.running_var:data():min():item() == 1 and bn.running_mean:data():abs():max():item() == 0)
 end)

@@ -40,6 +40,7 @@ M.LinearBottleneck = LinearBottleneck
 function LinearBottleneck:__init(in_channels, channels, t, stride, opts)
   HybridBlock.__init(self, opts)
   rawset(self, 'use_shortcut', stride == 1 and in_channels == channels)
+  rawset(self, 'stride', stride)
   self:name_scope(function()
     self.out = nn.HybridSequential()
     add_conv(self.out, in_channels * t, 1, 1, 0, 1, true, true)
