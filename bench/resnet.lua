@@ -1,11 +1,12 @@
 --[[
 bench/resnet.lua: ResNet-18 v2 (224x224, 1000 classes) training and inference speed of trl.
-  trl bench/resnet.lua [BATCH=32] [MODE=both|train|infer] [REPS=5] [profile]
+  trl bench/resnet.lua [BATCH=32] [MODE=both|train|infer] [REPS=5] [profile|hybrid]
 Train: one step is forward + backward + SGD update (gluon.Trainer) under autograd.record.
 Infer: forward in predict mode, no recording. Prints medians of REPS steps after 2 warm-up
 steps, the peak RSS (VmHWM) and tensor bytes, and with 'profile' a per-layer table: each leaf
 layer timed alone on the input shape it saw in the network (forward, and forward + backward).
-The model is the zoo's resnet18_v2 when it loads, else the identical one built here.
+With 'hybrid', inference runs plain and net:hybridize()d (Conv-BN-ReLU fused) alternately,
+REPS rounds, and prints both medians and their ratio. Model: the zoo's resnet18_v2.
 ]]
 local trl = require 'trl'
 local nd, autograd, gluon = trl.nd, trl.autograd, trl.gluon
@@ -15,6 +16,7 @@ local B = tonumber(arg[1]) or 32
 local mode = arg[2] or 'both'
 local reps = tonumber(arg[3]) or 5
 local profile = arg[4] == 'profile' or arg[2] == 'profile'
+local hybrid = arg[4] == 'hybrid'
 if mode == 'profile' then mode = 'both' end
 
 local function median(t)
@@ -77,7 +79,24 @@ print(string.format('trl ResNet-18 v2, %s; threads %d; OPENBLAS_CORETYPE=%s OPEN
   '(unset)', os.getenv('OPENBLAS_L2_SIZE') or '(unset)', os.getenv('OMP_WAIT_POLICY') or '(unset)'))
 local res = {}
 if mode == 'both' or mode == 'train' then res.train = bench(train_step, 'train') end
-if mode == 'both' or mode == 'infer' then res.infer = bench(infer_step, 'infer') end
+if (mode == 'both' or mode == 'infer') and not hybrid then res.infer = bench(infer_step, 'infer') end
+if (mode == 'both' or mode == 'infer') and hybrid then
+  local t = {[false] = {}, [true] = {}}
+  for _, h in ipairs{false, true, false, true} do net:hybridize(h); infer_step() end  -- warm-up
+  for r = 1, reps do
+    for _, h in ipairs{false, true} do
+      net:hybridize(h)
+      local t0 = trl.clock()
+      infer_step()
+      t[h][r] = trl.clock() - t0
+    end
+  end
+  net:hybridize(false)
+  local p, f = B / median(t[false]), B / median(t[true])
+  print(string.format('infer  batch %3d: %7.2f img/s plain, %7.2f img/s hybridized (%.2fx), '
+    .. 'alternating, medians of %d', B, p, f, f / p, reps))
+  res.infer = f
+end
 print(string.format('peak RSS (VmHWM) %.0f MB, tensor bytes held %.0f MB',
                     vm('VmHWM') / 1024, trl.debug.mem_bytes() / 2^20))
 -- one machine-readable line for bench/vs_torch.sh

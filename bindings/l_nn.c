@@ -1,9 +1,12 @@
 /*
 ** l_nn.c: the 'trl._nn' module: the neural-network ops of core/nn.h for Lua (conv2d,
-** pooling, batch_norm, softmax, log_softmax, softmax_xent, dropout). Options come in a table;
+** pooling, batch_norm, the inference-only conv2d_bn_act and bn_act, softmax, log_softmax,
+** softmax_xent, dropout). Options come in a table;
 ** a pair option ({h,w}) also takes one number for both. Dims are 1-based, negatives count from
 ** the end. The layers of trl.gluon.nn are built on these; this module keeps no state.
 */
+#include <math.h>
+
 #include "l_util.h"
 #include "nn.h"
 #include "tape.h"
@@ -147,6 +150,59 @@ static int m_batch_norm (lua_State *L) {
   return 1;
 }
 
+// The predict-mode BatchNorm table at 'idx' ({gamma=, beta=, mean=, var=, eps=}): its
+// tensors are read raw, so the table (an argument) keeps them alive during the call.
+static void checkbn (lua_State *L, int idx, const char *op, trl_bn_ref *bn) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  const char *keys[4] = { "gamma", "beta", "mean", "var" };
+  trl_tensor **dst[4] = { &bn->gamma, &bn->beta, &bn->mean, &bn->var };
+  for (int k = 0; k < 4; k++) {
+    lua_pushstring(L, keys[k]);
+    lua_rawget(L, idx);
+    *dst[k] = lua_isnil(L, -1) ? NULL : trl_checktensor(L, -1);
+    lua_pop(L, 1);
+  }
+  if (!bn->mean || !bn->var) luaL_error(L, "%s: the BatchNorm table needs 'mean' and 'var'", op);
+  lua_pushstring(L, "eps");
+  lua_rawget(L, idx);
+  bn->eps = lua_isnil(L, -1) ? 1e-5f : (float)luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+}
+
+// conv2d_bn_act(x, w, b_or_nil, bn_or_nil, {stride=, pad=, dilation=, groups=, lo=, hi=}):
+// inference only; bn = {gamma=, beta=, mean=, var=, eps=1e-5}; the output is clamped to
+// [lo, hi] (defaults -inf, inf; ReLU: lo = 0).
+static int m_conv2d_bn_act (lua_State *L) {
+  trl_tensor *x = trl_checktensor(L, 1), *w = trl_checktensor(L, 2), *b = opttensor(L, 3);
+  trl_bn_ref bn = { 0 };
+  int has_bn = !lua_isnoneornil(L, 4);
+  if (has_bn) checkbn(L, 4, "conv2d_bn_act", &bn);
+  trl_conv_params p = trl_conv_defaults();
+  optpair(L, 5, "conv2d_bn_act", "stride", p.stride, 1);
+  optpair(L, 5, "conv2d_bn_act", "pad", p.pad, 0);
+  optpair(L, 5, "conv2d_bn_act", "dilation", p.dilation, 1);
+  p.groups = optint(L, 5, "conv2d_bn_act", "groups", 1);
+  if (p.groups < 1)
+    luaL_error(L, "conv2d_bn_act: option 'groups' is %d, must be at least 1", p.groups);
+  float lo = (float)optnum(L, 5, "conv2d_bn_act", "lo", -HUGE_VAL);
+  float hi = (float)optnum(L, 5, "conv2d_bn_act", "hi", HUGE_VAL);
+  TBox *r = trl_newbox(L);
+  trl_check(L, trl_conv2d_bn_act(&r->t, x, w, b, has_bn ? &bn : NULL, lo, hi, &p));
+  return 1;
+}
+
+// bn_act(x, bn, {lo=, hi=}): predict-mode batch_norm then the clamp, in one pass.
+static int m_bn_act (lua_State *L) {
+  trl_tensor *x = trl_checktensor(L, 1);
+  trl_bn_ref bn = { 0 };
+  checkbn(L, 2, "bn_act", &bn);
+  float lo = (float)optnum(L, 3, "bn_act", "lo", -HUGE_VAL);
+  float hi = (float)optnum(L, 3, "bn_act", "hi", HUGE_VAL);
+  TBox *r = trl_newbox(L);
+  trl_check(L, trl_bn_act(&r->t, x, &bn, lo, hi));
+  return 1;
+}
+
 static int softmax_like (lua_State *L, int logp) {
   trl_tensor *x = trl_checktensor(L, 1);
   const char *op = logp ? "log_softmax" : "softmax";
@@ -184,6 +240,7 @@ static int m_dropout (lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"conv2d", m_conv2d}, {"max_pool2d", m_max_pool2d}, {"avg_pool2d", m_avg_pool2d},
   {"global_avg_pool2d", m_global_avg_pool2d}, {"batch_norm", m_batch_norm},
+  {"conv2d_bn_act", m_conv2d_bn_act}, {"bn_act", m_bn_act},
   {"softmax", m_softmax}, {"log_softmax", m_log_softmax}, {"softmax_xent", m_softmax_xent},
   {"dropout", m_dropout},
   {NULL, NULL}

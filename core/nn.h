@@ -99,6 +99,45 @@ void global_avgpool2d_backward (float *dinp, const float *dout, int BC, int HW);
 /* }================================================================== */
 
 /* {==================================================================
+** Inference fusion: predict-mode BatchNorm and a clamp folded into one pass (batchnorm.c),
+** on its own or as the epilogue of conv2d (conv2d.c). net:hybridize() uses these.
+** =================================================================== */
+
+// out[n,c,i] = clamp(scale[c]*inp[n,c,i] + shift[c], lo, hi); lo = -INFINITY and
+// hi = INFINITY clamp nothing, ReLU is (0, INFINITY), ReLU6 (0, 6). NaNs become lo, as relu's do.
+typedef struct { const float *scale, *shift; float lo, hi; } trl_epilogue;
+
+// One row of 'n' elements of channel 'c' (out may be inp).
+void trl_epilogue_row (float *out, const float *inp, const trl_epilogue *e, int c, int64_t n);
+// out/inp (B,C,S).
+void trl_epilogue_planes (float *out, const float *inp, const trl_epilogue *e, int B, int C,
+                          int64_t S);
+
+// A predict-mode BatchNorm's parameters: gamma/beta may be NULL (1/0), mean/var are required.
+typedef struct { trl_tensor *gamma, *beta, *mean, *var; float eps; } trl_bn_ref;
+
+// scale/shift (C) of 'bn' after an optional bias b (C): scale = gamma/sqrt(var+eps),
+// shift = beta + (b - mean)*scale; 'op' names the caller in errors about the vectors.
+trl_status trl_bn_fold (float *scale, float *shift, const trl_bn_ref *bn, const trl_tensor *b,
+                        int64_t C, const char *op);
+
+// x (N,C,...) -> clamp(predict-mode batchnorm(x), lo, hi). Inference only: fails when autograd
+// would record x.
+trl_status trl_bn_act (trl_tensor **out, trl_tensor *x, const trl_bn_ref *bn, float lo,
+                       float hi);
+
+// conv2d, then (bn may be NULL) predict-mode BatchNorm, then the clamp, with the affine and
+// clamp applied to each chunk of output while it is in cache. Inference only, as trl_bn_act.
+trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tensor *b,
+                              const trl_bn_ref *bn, float lo, float hi,
+                              const trl_conv_params *p);
+// conv2d_forward with an epilogue instead of a bias (e may be NULL: no epilogue, no bias).
+void conv2d_forward_epi (float *out, const float *inp, const float *w, const trl_epilogue *e,
+                         float *ws, const trl_conv_geom *g);
+
+/* }================================================================== */
+
+/* {==================================================================
 ** Batch normalization over axis 1 (batchnorm.c)
 ** =================================================================== */
 

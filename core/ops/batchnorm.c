@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "mem.h"
 #include "nn.h"
 #include "tape.h"
 
@@ -322,6 +323,106 @@ done:
   trl_tensor_release(invstd);
   if (st != TRL_OK) trl_tensor_release(y);
   else *out = y;
+  return st;
+}
+
+/* }================================================================== */
+
+/* {==================================================================
+** Inference fusion: predict-mode BatchNorm as a per-channel affine, then a clamp
+** =================================================================== */
+
+void trl_epilogue_row (float *out, const float *inp, const trl_epilogue *e, int c, int64_t n) {
+  float s = e->scale ? e->scale[c] : 1.0f, t = e->shift ? e->shift[c] : 0.0f;
+  float lo = e->lo, hi = e->hi;
+  int clamp = lo != -INFINITY || hi != INFINITY;
+  int64_t i = 0;
+#ifdef VEC8
+  // the same fmadd as batchnorm_forward, so a fused BN gives the same bits as the plain one
+  __m256 vs = _mm256_set1_ps(s), vt = _mm256_set1_ps(t);
+  __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(inp + i), vs, vt);
+    if (clamp) v = _mm256_min_ps(_mm256_max_ps(v, vl), vh);   // max(NaN, lo) is lo
+    _mm256_storeu_ps(out + i, v);
+  }
+#endif
+  for (; i < n; i++) {
+    float v = inp[i] * s + t;
+    if (clamp) { v = v > lo ? v : lo; v = v < hi ? v : hi; }
+    out[i] = v;
+  }
+}
+
+void trl_epilogue_planes (float *out, const float *inp, const trl_epilogue *e, int B, int C,
+                          int64_t S) {
+  #pragma omp parallel for schedule(static) if (BIG(B, C, S))
+  for (int64_t p = 0; p < (int64_t)B * C; p++)
+    trl_epilogue_row(out + p * S, inp + p * S, e, (int)(p % C), S);
+}
+
+static trl_status check_fold_vec (const char *op, const char *what, const trl_tensor *v,
+                                  int64_t C) {
+  char vs[TRL_SHAPELEN];
+  if (v->dtype != TRL_F32 || v->ndim != 1 || v->shape[0] != C)
+    return trl_fail(TRL_ESHAPE, "%s: %s must be a float32 vector of %lld channels, got %s (%s)",
+                    op, what, (long long)C, trl_tensor_shape_str(vs, v),
+                    trl_dtype_name(v->dtype));
+  return TRL_OK;
+}
+
+// v[i] of a float32 vector (any stride).
+static float vec_at (const trl_tensor *v, int64_t i) {
+  return trl_f32(v)[i * v->stride[0]];
+}
+
+trl_status trl_bn_fold (float *scale, float *shift, const trl_bn_ref *bn, const trl_tensor *b,
+                        int64_t C, const char *op) {
+  if (!bn->mean || !bn->var)
+    return trl_fail(TRL_EARG, "%s: running_mean and running_var are required", op);
+  if (!(bn->eps > 0)) return trl_fail(TRL_EARG, "%s: need eps > 0, got %g", op, bn->eps);
+  const char *names[5] = { "gamma", "beta", "running_mean", "running_var", "bias" };
+  const trl_tensor *vs[5] = { bn->gamma, bn->beta, bn->mean, bn->var, b };
+  for (int k = 0; k < 5; k++)
+    if (vs[k]) TRL_TRY(check_fold_vec(op, names[k], vs[k], C));
+  for (int64_t c = 0; c < C; c++) {   // as trl_batchnorm: scale = gamma*invstd, then the shift
+    float is = 1.0f / sqrtf(vec_at(bn->var, c) + bn->eps);
+    float sc = (bn->gamma ? vec_at(bn->gamma, c) : 1.0f) * is;
+    float m = vec_at(bn->mean, c) - (b ? vec_at(b, c) : 0.0f);
+    scale[c] = sc;
+    shift[c] = (bn->beta ? vec_at(bn->beta, c) : 0.0f) - m * sc;
+  }
+  return TRL_OK;
+}
+
+trl_status trl_bn_act (trl_tensor **out, trl_tensor *x, const trl_bn_ref *bn, float lo,
+                       float hi) {
+  char xs[TRL_SHAPELEN];
+  if (x->dtype != TRL_F32 || x->ndim < 2)
+    return trl_fail(TRL_ESHAPE, "bn_act: expected a float32 x of (N,C,...), x is %s (%s)",
+                    trl_tensor_shape_str(xs, x), trl_dtype_name(x->dtype));
+  trl_tensor *in[1] = { x };
+  if (trl_tape_wants(1, in))
+    return trl_fail(TRL_EARG, "bn_act: inference only, but autograd is recording x %s",
+                    trl_tensor_shape_str(xs, x));
+  if (!(lo <= hi)) return trl_fail(TRL_EARG, "bn_act: clamp bounds %g > %g", lo, hi);
+  int64_t B = x->shape[0], C = x->shape[1], S = 1;
+  for (int i = 2; i < x->ndim; i++) S *= x->shape[i];
+  if (B > INT32_MAX || C > INT32_MAX)
+    return trl_fail(TRL_ESHAPE, "bn_act: x is too large, %s", trl_tensor_shape_str(xs, x));
+  float *sc = trl_alloc((size_t)C * 2 * sizeof(float));
+  if (!sc) return trl_fail(TRL_ENOMEM, "bn_act: out of memory for %lld channels", (long long)C);
+  trl_tensor *xc = NULL, *y = NULL;
+  trl_status st = trl_bn_fold(sc, sc + C, bn, NULL, C, "bn_act");
+  if (st == TRL_OK) st = trl_tensor_contiguous(&xc, x);
+  if (st == TRL_OK) st = trl_tensor_empty_like(&y, xc);
+  if (st == TRL_OK) {
+    trl_epilogue e = { sc, sc + C, lo, hi };
+    trl_epilogue_planes(trl_f32(y), trl_f32(xc), &e, (int)B, (int)C, S);
+    *out = y;
+  }
+  trl_free(sc, (size_t)C * 2 * sizeof(float));
+  trl_tensor_release(xc);
   return st;
 }
 

@@ -607,10 +607,11 @@ static const float *gather_cols (float *col, const float *inp, int n, int m, int
 }
 
 // Forward for images [n0, n1): out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW),
-// b is (OC) or NULL; col/tmp are this thread's scratch.
+// b is (OC) or NULL; col/tmp are this thread's scratch. With 'e' (then b is NULL) each chunk's
+// output gets the epilogue while it is still in cache.
 static void forward_range (float *out, const float *inp, const float *w, const float *b,
-                           int n0, int n1, float *col, float *tmp, const plan *p,
-                           const trl_conv_geom *g) {
+                           const trl_epilogue *e, int n0, int n1, float *col, float *tmp,
+                           const plan *p, const trl_conv_geom *g) {
   int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW, L = g->OH * g->OW;
   for (int n = n0; n < n1; n += p->nb) {
     int m = n1 - n < p->nb ? n1 - n : p->nb;
@@ -626,6 +627,9 @@ static void forward_range (float *out, const float *inp, const float *w, const f
           }
         // o (OCg, L) = w_grp (OCg, K) x col (K, L)
         trl_sgemm(0, 0, OCg, L, K, 1.0f, wg, K, cols, L, b ? 1.0f : 0.0f, o, L);
+        if (e)
+          for (int oc = 0; oc < OCg; oc++)
+            trl_epilogue_row(o + (size_t)oc * L, o + (size_t)oc * L, e, grp * OCg + oc, L);
         continue;
       }
       // tmp (OCg, m*L) = w_grp x cols, then each image's (OCg, L) block goes to its place
@@ -634,6 +638,7 @@ static void forward_range (float *out, const float *inp, const float *w, const f
         for (int oc = 0; oc < OCg; oc++) {
           float *orow = o + ((size_t)i * g->OC + oc) * L;
           const float *t = tmp + (size_t)oc * m * L + (size_t)i * L;
+          if (e) { trl_epilogue_row(orow, t, e, grp * OCg + oc, L); continue; }
           float bv = b ? b[grp * OCg + oc] : 0.0f;
           for (int j = 0; j < L; j++) orow[j] = t[j] + bv;
         }
@@ -703,29 +708,37 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
       int n0 = c_ * (p).nb, n1 = n0 + (p).nb < g->B ? n0 + (p).nb : g->B;
 #define TEAM_END } trl_blas_threads(prev_);
 
-// out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW), b is (OC) or NULL,
-// ws holds conv2d_workspace(g) floats.
-void conv2d_forward (float *out, const float *inp, const float *w, const float *b, float *ws,
-                     const trl_conv_geom *g) {
-  if (conv_kind(g) == DEPTHWISE) {
-    if (is_dw3(g)) dw3_forward(out, inp, w, b, g);
+// out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW), b is (OC) or NULL, e an
+// epilogue or NULL (not both); ws holds conv2d_workspace(g) floats.
+static void forward (float *out, const float *inp, const float *w, const float *b,
+                     const trl_epilogue *e, float *ws, const trl_conv_geom *g) {
+  if (conv_kind(g) == DEPTHWISE || use_winograd(g)) {   // these take the epilogue afterwards
+    if (conv_kind(g) != DEPTHWISE) winograd_conv(out, inp, w, b, 0, 0, ws, wino_threads(), g);
+    else if (is_dw3(g)) dw3_forward(out, inp, w, b, g);
     else depthwise_forward(out, inp, w, b, g);
+    if (e) trl_epilogue_planes(out, out, e, g->B, g->OC, (int64_t)g->OH * g->OW);
     return;
   }
   plan p = make_plan(g);
-  if (use_winograd(g)) {
-    winograd_conv(out, inp, w, b, 0, 0, ws, wino_threads(), g);
-    return;
-  }
   if (p.nt == 1) {
-    forward_range(out, inp, w, b, 0, g->B, ws, ws + p.col, &p, g);
+    forward_range(out, inp, w, b, e, 0, g->B, ws, ws + p.col, &p, g);
     return;
   }
   TEAM_BEGIN(p)
     TEAM_CHUNKS(p)
-      forward_range(out, inp, w, b, n0, n1, col, tmp, &p, g);
+      forward_range(out, inp, w, b, e, n0, n1, col, tmp, &p, g);
     }
   TEAM_END
+}
+
+void conv2d_forward (float *out, const float *inp, const float *w, const float *b, float *ws,
+                     const trl_conv_geom *g) {
+  forward(out, inp, w, b, NULL, ws, g);
+}
+
+void conv2d_forward_epi (float *out, const float *inp, const float *w, const trl_epilogue *e,
+                         float *ws, const trl_conv_geom *g) {
+  forward(out, inp, w, NULL, e, ws, g);
 }
 
 // dinp is (B,C,H,W), dw is (OC,C/G,KH,KW), db is (OC), each may be NULL; dout is (B,OC,OH,OW);
@@ -898,6 +911,52 @@ done:
   trl_tensor_release(xc);
   trl_tensor_release(wc);
   trl_tensor_release(bc);
+  if (st != TRL_OK) trl_tensor_release(y);
+  else *out = y;
+  return st;
+}
+
+trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tensor *b,
+                              const trl_bn_ref *bn, float lo, float hi,
+                              const trl_conv_params *p) {
+  char xs[TRL_SHAPELEN], wsh[TRL_SHAPELEN];
+  trl_conv_params dflt = trl_conv_defaults();
+  trl_conv_geom g;
+  TRL_TRY(conv2d_check(&g, x, w, b, p ? p : &dflt));
+  trl_tensor *in[3] = { x, w, b };
+  if (trl_tape_wants(b ? 3 : 2, in))
+    return trl_fail(TRL_EARG, "conv2d_bn_act: inference only, but autograd is recording "
+                    "x %s or w %s", trl_tensor_shape_str(xs, x), trl_tensor_shape_str(wsh, w));
+  if (!(lo <= hi)) return trl_fail(TRL_EARG, "conv2d_bn_act: clamp bounds %g > %g", lo, hi);
+  size_t wsn = conv2d_workspace(&g), scn = (size_t)g.OC * 2;
+  float *ws = NULL, *sc = trl_alloc(scn * sizeof(float));
+  if (!sc) return trl_fail(TRL_ENOMEM, "conv2d_bn_act: out of memory for %d channels", g.OC);
+  trl_tensor *xc = NULL, *wc = NULL, *y = NULL;
+  trl_status st = TRL_OK;
+  if (bn) {
+    st = trl_bn_fold(sc, sc + g.OC, bn, b, g.OC, "conv2d_bn_act");
+  } else {   // no BatchNorm: scale 1, shift = the bias
+    trl_tensor *bc = NULL;
+    if (b) st = trl_tensor_contiguous(&bc, b);
+    for (int c = 0; st == TRL_OK && c < g.OC; c++)
+      sc[c] = 1.0f, sc[g.OC + c] = bc ? trl_f32(bc)[c] : 0.0f;
+    trl_tensor_release(bc);
+  }
+  if (st == TRL_OK) st = trl_tensor_contiguous(&xc, x);
+  if (st == TRL_OK) st = trl_tensor_contiguous(&wc, w);
+  int64_t shape[4] = { g.B, g.OC, g.OH, g.OW };
+  if (st == TRL_OK) st = trl_tensor_empty(&y, TRL_F32, 4, shape);
+  if (st == TRL_OK && wsn && !(ws = trl_alloc(wsn * sizeof(float))))
+    st = trl_fail(TRL_ENOMEM, "conv2d_bn_act: out of memory for %zu bytes of scratch",
+                  wsn * sizeof(float));
+  if (st == TRL_OK) {
+    trl_epilogue e = { sc, sc + g.OC, lo, hi };
+    conv2d_forward_epi(trl_f32(y), trl_f32(xc), trl_f32(wc), &e, ws, &g);
+  }
+  trl_free(ws, wsn * sizeof(float));
+  trl_free(sc, scn * sizeof(float));
+  trl_tensor_release(xc);
+  trl_tensor_release(wc);
   if (st != TRL_OK) trl_tensor_release(y);
   else *out = y;
   return st;

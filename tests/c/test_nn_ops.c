@@ -799,6 +799,118 @@ static void test_tape (void) {
 
 /* }================================================================== */
 
+/* {==================================================================
+** Inference fusion: conv2d + predict-mode BatchNorm + clamp, BatchNorm + clamp
+** =================================================================== */
+
+// max |a - b| over two float32 tensors of the same size
+static double maxdiff (const trl_tensor *a, const trl_tensor *b, double *amax) {
+  int64_t n = trl_numel(a);
+  double d = 0, m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double u = trl_f32(a)[i], v = trl_f32(b)[i];
+    if (fabs(u - v) > d || u != u || v != v) d = u != u || v != v ? INFINITY : fabs(u - v);
+    if (fabs(v) > m) m = fabs(v);
+  }
+  if (amax) *amax = m;
+  return d;
+}
+
+// clamp(t, lo, hi) in place, as relu's x > 0 ? x : 0 does
+static void clamp_tensor (trl_tensor *t, float lo, float hi) {
+  int64_t n = trl_numel(t);
+  float *p = trl_f32(t);
+  for (int64_t i = 0; i < n; i++) { float v = p[i] > lo ? p[i] : lo; p[i] = v < hi ? v : hi; }
+}
+
+// One case: fused vs conv2d -> batchnorm (predict) -> clamp; bit-identical without a bias.
+static void fused_case (int B, int C, int H, int W, int OC, int K, int stride, int pad, int G,
+                        int bias, int bn, int gamma, float lo, float hi) {
+  int64_t xs[4] = { B, C, H, W }, wsh[4] = { OC, C / G, K, K }, cs[1] = { OC };
+  trl_tensor *x = trand(4, xs), *w = trand(4, wsh), *b = bias ? trand(1, cs) : NULL;
+  trl_tensor *gm = trand(1, cs), *bt = trand(1, cs), *mu = trand(1, cs), *var = trand(1, cs);
+  for (int c = 0; c < OC; c++) trl_f32(var)[c] = 0.5f + fabsf(trl_f32(var)[c]);
+  trl_conv_params p = trl_conv_defaults();
+  p.stride[0] = p.stride[1] = stride, p.pad[0] = p.pad[1] = pad, p.groups = G;
+  trl_bn_ref ref = { gamma ? gm : NULL, bt, mu, var, 1e-3f };
+  trl_bn_params bp = trl_bn_defaults();
+  bp.training = 0, bp.eps = 1e-3f;
+  trl_tensor *y = NULL, *c = NULL, *r = NULL;
+  CHECK_OK(trl_conv2d_bn_act(&y, x, w, b, bn ? &ref : NULL, lo, hi, &p));
+  CHECK_OK(trl_conv2d(&c, x, w, b, &p));
+  if (bn) CHECK_OK(trl_batchnorm(&r, c, gamma ? gm : NULL, bt, mu, var, &bp));
+  else r = c, c = NULL;
+  if (y && r) {
+    clamp_tensor(r, lo, hi);
+    double amax, d = maxdiff(y, r, &amax);
+    if (!bias)
+      CHECK(d == 0, "fused B%d C%d %dx%d OC%d k%d s%d p%d g%d bn%d: differs by %g", B, C, H, W,
+            OC, K, stride, pad, G, bn, d);
+    else
+      CHECK(d <= 1e-5 * (amax + 1), "fused with bias B%d C%d %dx%d OC%d k%d s%d g%d: %g of %g",
+            B, C, H, W, OC, K, stride, G, d, amax);
+  }
+  trl_tensor *t[9] = { x, w, b, gm, bt, mu, var, y, c };
+  for (int i = 0; i < 9; i++) trl_tensor_release(t[i]);
+  trl_tensor_release(r);
+}
+
+static void test_fused (void) {
+  float inf = INFINITY;
+  // im2col one image at a time and batched (small maps), pointwise, Winograd (3x3 s1,
+  // >= 10x10), depthwise 3x3 and generic, grouped; odd sizes, padding, the three clamps
+  fused_case(2, 3, 17, 15, 8, 7, 2, 3, 1, 0, 1, 1, 0, inf);
+  fused_case(3, 16, 12, 12, 16, 3, 1, 1, 1, 0, 1, 1, 0, inf);
+  fused_case(2, 8, 7, 9, 12, 3, 1, 1, 1, 0, 1, 0, -inf, inf);
+  fused_case(5, 12, 6, 5, 20, 1, 1, 0, 1, 0, 1, 1, 0, 6);
+  fused_case(2, 12, 33, 31, 20, 1, 1, 0, 1, 0, 1, 1, 0, inf);
+  fused_case(2, 12, 11, 13, 12, 3, 1, 1, 12, 0, 1, 1, 0, 6);
+  fused_case(2, 12, 11, 13, 12, 3, 2, 1, 12, 0, 1, 1, 0, 6);
+  fused_case(2, 6, 9, 9, 6, 5, 1, 2, 6, 0, 1, 1, 0, inf);
+  fused_case(2, 8, 10, 10, 12, 3, 2, 1, 4, 0, 1, 1, 0, inf);
+  fused_case(3, 16, 12, 12, 16, 3, 1, 1, 1, 1, 1, 1, 0, inf);
+  fused_case(2, 12, 6, 5, 20, 1, 1, 0, 1, 1, 1, 1, 0, inf);
+  fused_case(2, 3, 9, 9, 4, 3, 2, 1, 1, 1, 0, 1, 0, inf);   // conv + bias + ReLU, no BN
+
+  // bn_act == batchnorm then clamp, bit for bit; NaN goes to lo as relu's does
+  int64_t xs[3] = { 3, 5, 37 }, cs[1] = { 5 };
+  trl_tensor *x = trand(3, xs), *gm = trand(1, cs), *bt = trand(1, cs), *mu = trand(1, cs);
+  trl_tensor *var = trand(1, cs), *y = NULL, *r = NULL;
+  for (int c = 0; c < 5; c++) trl_f32(var)[c] = 1 + fabsf(trl_f32(var)[c]);
+  trl_f32(x)[4] = NAN;
+  trl_bn_ref ref = { gm, bt, mu, var, 1e-5f };
+  trl_bn_params bp = trl_bn_defaults();
+  bp.training = 0;
+  CHECK_OK(trl_bn_act(&y, x, &ref, 0, inf));
+  CHECK_OK(trl_batchnorm(&r, x, gm, bt, mu, var, &bp));
+  if (y && r) {
+    clamp_tensor(r, 0, inf);
+    CHECK(maxdiff(y, r, NULL) == 0 && trl_f32(y)[4] == 0, "bn_act differs: %g, NaN -> %g",
+          maxdiff(y, r, NULL), trl_f32(y)[4]);
+  }
+  trl_tensor_release(y), trl_tensor_release(r);
+
+  // errors: a wrong-sized vector names it and both shapes; recording is refused
+  int64_t bad[1] = { 4 };
+  trl_tensor *v4 = trand(1, bad);
+  trl_bn_ref wrong = { gm, bt, mu, v4, 1e-5f };
+  CHECK(trl_bn_act(&y, x, &wrong, 0, inf) == TRL_ESHAPE && contains(trl_errmsg(), "bn_act") &&
+        contains(trl_errmsg(), "running_var") && contains(trl_errmsg(), "[4]"),
+        "bn_act bad var: %s", trl_errmsg());
+  int64_t x4s[4] = { 1, 5, 4, 4 }, ws[4] = { 5, 5, 3, 3 };
+  trl_tensor *x4 = trand(4, x4s), *w = trand(4, ws);
+  int prev = trl_tape_set(1, 0);
+  CHECK_OK(trl_attach_grad(x4, TRL_GRAD_WRITE));
+  CHECK(trl_conv2d_bn_act(&y, x4, w, NULL, &ref, 0, inf, NULL) == TRL_EARG &&
+        contains(trl_errmsg(), "inference only") && contains(trl_errmsg(), "[1,5,4,4]"),
+        "conv2d_bn_act while recording: %s", trl_errmsg());
+  trl_tape_set(prev & 1, (prev >> 1) & 1);
+  trl_tensor *t[8] = { x, gm, bt, mu, var, v4, x4, w };
+  for (int i = 0; i < 8; i++) trl_tensor_release(t[i]);
+}
+
+/* }================================================================== */
+
 int main (void) {
   test_conv_kernels();
   test_pool_kernels();
@@ -807,6 +919,7 @@ int main (void) {
   test_dropout_kernels();
   test_errors();
   test_tape();
+  test_fused();
   printf("test_nn_ops: %d passed, %d failed\n", passed, failed);
   return failed != 0;
 }

@@ -638,3 +638,70 @@ test('blocks: forward errors, hybridize, apply, gluon namespace', function()
   assert(gluon.Block == block.Block and gluon.nn.Block == block.Block and gluon.loss.L2Loss)
   assert(block.is_subclass(nn.HybridConcurrent, nn.HybridSequential))
 end)
+
+test('hybridize in inference: Conv2D-BatchNorm-ReLU fused, the same outputs; training unchanged', function()
+  local calls = {}
+  local saved = {conv2d_bn_act = N.conv2d_bn_act, bn_act = N.bn_act}
+  for k, f in pairs(saved) do
+    N[k] = function(...) calls[k] = (calls[k] or 0) + 1 return f(...) end
+  end
+  local ok, err = pcall(function()
+    nd.random.seed(5)
+    local x = nd.random.uniform(-1, 1, {3, 3, 24, 20})
+    local nets = {
+      resnet = gluon.model_zoo.vision.resnet18_v2{classes = 7},
+      mobilenet = gluon.model_zoo.vision.mobilenet_v2_0_25{classes = 7},
+      seq = nn.HybridSequential():add(nn.Conv2D(8, 3, {padding = 1}), nn.BatchNorm(),
+        nn.Activation('relu'), nn.Conv2D(6, 1), nn.Activation('relu'), nn.BatchNorm(),
+        nn.Activation('relu6'), nn.Conv2D(4, 3, {strides = 2, use_bias = false}), nn.BatchNorm(),
+        nn.GlobalAvgPool2D()),
+    }
+    for name, net in pairs(nets) do
+      net:initialize(trl.init.Xavier())
+      autograd.record(function() net(x) end)   -- running statistics away from 0 and 1
+      local plain = net(x)
+      net:hybridize()
+      calls = {}
+      local fused = net(x)
+      assert((calls.conv2d_bn_act or 0) > 0, name .. ': no fused conv')
+      local tol = name == 'seq' and 1e-5 or 0   -- a conv bias rounds differently, else exact
+      local d = (fused - plain):abs():max():item()
+      assert(d <= tol * plain:abs():max():item(), name .. ': fused differs by ' .. d)
+      -- recording (training or not) runs layer by layer: same outputs and gradients
+      calls = {}
+      local function grads()
+        local l
+        autograd.record(function() l = net(x):sum() end)
+        l:backward()
+        local g = {}
+        for k, p in net:collect_params():items() do
+          if p.grad_req ~= 'null' then g[k] = p:grad():sum():item() end
+        end
+        return g
+      end
+      local gh = grads()
+      assert(calls.conv2d_bn_act == nil and calls.bn_act == nil, name .. ': fused while recording')
+      net:hybridize(false)
+      local gp = grads()
+      for k, v in pairs(gp) do assert(gh[k] == v, name .. ': gradient of ' .. k) end
+    end
+    -- no snapshot: weights changed after hybridize() are the ones used
+    local net = nets.seq
+    net:hybridize()
+    local before = net(x)
+    net[1].weight:set_data(net[1].weight:data() * 2)
+    local after = net(x)
+    net:hybridize(false)
+    local d = (after - net(x)):abs():max():item()
+    assert((after - before):abs():max():item() > 1e-3 and d <= 1e-5 * after:abs():max():item())
+  end)
+  for k, f in pairs(saved) do N[k] = f end
+  assert(ok, err)
+  checkerror('conv2d_bn_act: the BatchNorm table needs', N.conv2d_bn_act, nd.ones{1, 1, 3, 3},
+             nd.ones{1, 1, 1, 1}, nil, {})
+  local w = nd.ones{2, 1, 1, 1}
+  w:attach_grad()
+  checkerror('inference only', function()
+    autograd.record(function() N.conv2d_bn_act(nd.ones{1, 1, 3, 3}, w, nil, nil, {lo = 0}) end)
+  end)
+end)

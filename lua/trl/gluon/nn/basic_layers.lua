@@ -70,7 +70,16 @@ local HybridSequential = class('HybridSequential', HybridBlock)
 M.HybridSequential = HybridSequential
 HybridSequential.__init = Sequential.__init
 HybridSequential.add = Sequential.add
-HybridSequential.forward = Sequential.forward
+
+-- Hybridized, in predict mode and not recording: Conv2D-BatchNorm-ReLU runs fused (nn/fused.lua).
+function HybridSequential:forward(x)
+  local fused = require 'trl.gluon.nn.fused'
+  if not fused.on(self) then return Sequential.forward(self, x) end
+  local blocks = {}
+  for i, n in ipairs(self._child_names) do blocks[i] = self._children[n] end
+  return fused.sequential(blocks, x)
+end
+
 HybridSequential.__len = Sequential.__len
 
 -- Concurrent(axis=-1, opts): every child sees the input; outputs join along 'axis' (1-based).

@@ -7,6 +7,7 @@ downloads (model_store) and file reading (trl.gluon.params_io).
 ]]
 local block = require 'trl.gluon.block'
 local nn = require 'trl.gluon.nn'
+local fused = require 'trl.gluon.nn.fused'
 
 local class, HybridBlock = block.class, block.HybridBlock
 
@@ -99,12 +100,12 @@ function BasicBlockV2:__init(channels, stride, downsample, in_channels, opts)
   end
 end
 
+-- (fused.bn_act(bn, 'relu', x) is bn(x):relu(), one pass when hybridized in inference)
 function BasicBlockV2:forward(x)
   local residual = x
-  x = self.bn1(x):relu()
+  x = fused.bn_act(self.bn1, 'relu', x)
   if self.downsample then residual = self.downsample(x) end
-  x = self.conv1(x)
-  x = self.bn2(x):relu()
+  x = fused.conv_bn_act(self.conv1, self.bn2, 'relu', x)
   x = self.conv2(x)
   return x + residual
 end
@@ -130,11 +131,11 @@ end
 
 function BottleneckV2:forward(x)
   local residual = x
-  x = self.bn1(x):relu()
+  x = fused.bn_act(self.bn1, 'relu', x)
   if self.downsample then residual = self.downsample(x) end
-  x = self.conv1(x)
-  x = self.conv2(self.bn2(x):relu())
-  x = self.conv3(self.bn3(x):relu())
+  x = fused.conv_bn_act(self.conv1, self.bn2, 'relu', x)
+  x = fused.conv_bn_act(self.conv2, self.bn3, 'relu', x)
+  x = self.conv3(x)
   return x + residual
 end
 

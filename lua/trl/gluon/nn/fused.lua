@@ -1,0 +1,113 @@
+--[[
+trl.gluon.nn.fused: what hybridize() means for inference. A hybridized block, called outside
+autograd.record and in predict mode, runs
+  Conv2D -> BatchNorm -> ReLU / ReLU6   as one conv whose epilogue applies the BatchNorm's
+                                        running statistics and the clamp to each chunk of
+                                        output while it is in cache (no BN or ReLU pass, no
+                                        intermediate tensors; the weights are not modified),
+  BatchNorm -> ReLU / ReLU6             as one pass.
+HybridSequential finds these runs among its children; the zoo's ResNet blocks call
+conv_bn_act / bn_act themselves. Anything else (training, recording, a block that is not
+hybridized, a layer whose shapes are not known yet) runs the layers one by one. Folding
+BN needs no snapshot, so weights changed after hybridize() are always the ones used.
+]]
+local autograd = require 'trl.autograd'
+
+local M = {}
+
+local ops
+local function nn_ops()
+  ops = ops or require 'trl._nn'
+  return ops
+end
+
+-- on(block): block is hybridized and this call neither records nor trains.
+function M.on(block)
+  return rawget(block, '_active') == true and not autograd.is_recording()
+    and not autograd.is_training()
+end
+
+-- The clamp [lo, hi] equal to 'act': nil (none), 'relu', an Activation('relu'|'relu6') or
+-- the zoo's RELU6 block; nil, nil when it has none.
+local function bounds(act)
+  if act == nil then return -math.huge, math.huge end
+  local t = act == 'relu' and 'relu' or type(act) == 'table' and rawget(act, '_act_type')
+  if t == 'relu' then return 0, math.huge end
+  if t == 'relu6' or type(act) == 'table' and act._class_name == 'RELU6' then return 0, 6 end
+  return nil, nil
+end
+M.bounds = bounds
+
+-- The tensors of a predict-mode BatchNorm over axis 2 with 'c' channels, or nil.
+local function bn_ref(bn, c)
+  if bn._class_name ~= 'BatchNorm' or bn._axis ~= 2 or bn.gamma.shape[1] ~= c then return nil end
+  return {gamma = not bn._fix_gamma and bn.gamma:data() or nil, beta = bn.beta:data(),
+          mean = bn.running_mean:data(), var = bn.running_var:data(), eps = bn._eps}
+end
+
+local function apply(act, x)
+  if act == nil then return x end
+  if act == 'relu' then return x:relu() end
+  return act(x)
+end
+
+-- conv_bn_act(conv, bn, act, x) = act(bn(conv(x))), fused when it can be; bn and act may be
+-- nil, act is a block or 'relu'.
+function M.conv_bn_act(conv, bn, act, x)
+  local lo, hi = bounds(act)
+  if lo and M.on(conv) and (bn == nil or M.on(bn)) and conv._class_name == 'Conv2D'
+      and conv.act == nil then
+    local shape, w, kw = x:shape(), conv.weight, conv._kwargs
+    if #shape == 4 and w.shape[2] ~= 0 and w.shape[2] * kw.num_group == shape[2] then
+      local ref = bn and bn_ref(bn, w.shape[1])
+      if bn == nil or ref then
+        local b = conv.bias
+        return nn_ops().conv2d_bn_act(x, w:data(), b and b:data() or nil, ref,
+          {stride = kw.stride, pad = kw.pad, dilation = kw.dilate, groups = kw.num_group,
+           lo = lo, hi = hi})
+      end
+    end
+  end
+  x = conv(x)
+  if bn then x = bn(x) end
+  return apply(act, x)
+end
+
+-- bn_act(bn, act, x) = act(bn(x)), one pass when it can be.
+function M.bn_act(bn, act, x)
+  local lo, hi = bounds(act)
+  if lo and act ~= nil and M.on(bn) then
+    local shape = x:shape()
+    local ref = #shape >= 2 and bn_ref(bn, shape[2])
+    if ref then return nn_ops().bn_act(x, ref, {lo = lo, hi = hi}) end
+  end
+  return apply(act, bn(x))
+end
+
+-- sequential(blocks, x): the children of a hybridized HybridSequential, in order, with the
+-- runs above fused.
+function M.sequential(blocks, x)
+  local i, n = 1, #blocks
+  while i <= n do
+    local b, nxt = blocks[i], blocks[i + 1]
+    local isbn = nxt and nxt._class_name == 'BatchNorm'
+    if b._class_name == 'Conv2D' and isbn then
+      local act = blocks[i + 2]
+      if act and bounds(act) == nil then act = nil end
+      x = M.conv_bn_act(b, nxt, act, x)
+      i = i + (act and 3 or 2)
+    elseif b._class_name == 'Conv2D' and nxt and bounds(nxt) ~= nil then
+      x = M.conv_bn_act(b, nil, nxt, x)
+      i = i + 2
+    elseif b._class_name == 'BatchNorm' and nxt and bounds(nxt) ~= nil then
+      x = M.bn_act(b, nxt, x)
+      i = i + 2
+    else
+      x = b(x)
+      i = i + 1
+    end
+  end
+  return x
+end
+
+return M
