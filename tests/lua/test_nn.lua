@@ -639,7 +639,7 @@ test('blocks: forward errors, hybridize, apply, gluon namespace', function()
   assert(block.is_subclass(nn.HybridConcurrent, nn.HybridSequential))
 end)
 
-test('hybridize in inference: Conv2D-BatchNorm-ReLU fused, the same outputs; training unchanged', function()
+test('hybridize in inference: Conv-BN-ReLU fused, same outputs; training unchanged', function()
   local calls = {}
   local saved = {conv2d_bn_act = N.conv2d_bn_act, bn_act = N.bn_act}
   for k, f in pairs(saved) do
