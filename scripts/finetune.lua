@@ -102,6 +102,7 @@ local histories = {}
 local function train_fine_tuning(name, net, learning_rate)
   print(string.format('== %s: %s, learning rate %g, batch %d, %d epochs', name, args.model,
                       learning_rate, args.batch_size, args.epochs))
+  net:hybridize()   -- as d2l does; in trl it fuses Conv-BN-ReLU when measuring test accuracy
   local history, status = common.train(net, learning_rate, args, train_imgs, test_imgs, {
     label = name,
     save = args.save and args.save .. '/' .. name,

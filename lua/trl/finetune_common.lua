@@ -378,6 +378,7 @@ function M.train(net, lr, args, train_imgs, test_imgs, o)
   local gluon, utils = trl.gluon, require 'trl.utils'
   local checkpoint = require 'trl.checkpoint'
   local train_iter, test_iter = M.loaders(train_imgs, test_imgs, args, o.augs)
+  net:hybridize()   -- as d2l's train_fine_tuning (README: hybridize)
   local loss = gluon.loss.SoftmaxCrossEntropyLoss()
   local trainer = gluon.Trainer(o.params or net:collect_params(), 'sgd',
                                 {learning_rate = lr, wd = args.wd})
