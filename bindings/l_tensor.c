@@ -899,6 +899,12 @@ static int m_mem_peak (lua_State *L) {
   return 1;
 }
 
+// fresh_grads(on) -> previous: see trl_tape_set_fresh (tests compare both ways)
+static int m_fresh_grads (lua_State *L) {
+  lua_pushboolean(L, trl_tape_set_fresh(lua_toboolean(L, 1)));
+  return 1;
+}
+
 static int m_set_num_threads (lua_State *L) {
   trl_set_num_threads((int)luaL_checkinteger(L, 1));
   return 0;
@@ -972,7 +978,7 @@ static const luaL_Reg funcs[] = {
   {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state}, {"randint", m_randint}, {"rand", m_rand}, {"where", m_where}, {"concat", m_concat},
   {"matmul", t_matmul}, {"maximum", t_maximum}, {"minimum", t_minimum},
   {"tape_set", m_tape_set}, {"tape_state", m_tape_state},
-  {"mem_peak", m_mem_peak}, {"clock", m_clock}, {"sgemm_raw", m_sgemm_raw}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
+  {"mem_peak", m_mem_peak}, {"fresh_grads", m_fresh_grads}, {"clock", m_clock}, {"sgemm_raw", m_sgemm_raw}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
   {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
   {NULL, NULL}
 };

@@ -161,6 +161,10 @@ static trl_status collect (trl_node *root, unsigned mark, nodelist *nodes, nodel
   return st;
 }
 
+static atomic_int fresh_on = 1;
+
+int trl_tape_set_fresh (int on) { return atomic_exchange(&fresh_on, on != 0); }
+
 static trl_status run_backward (trl_tensor *y, const trl_tensor *head, int retain) {
   char b1[TRL_SHAPELEN], b2[TRL_SHAPELEN];
   if (!y->requires_grad || y->node == NULL)
@@ -193,18 +197,26 @@ static trl_status run_backward (trl_tensor *y, const trl_tensor *head, int retai
     trl_node *n = nodes.v[k];
     if (n->gout == NULL) continue;  // no gradient flows here
     trl_tensor *gin[TRL_NODE_MAXIN] = {0};
+    n->fresh = 0;
     for (int i = 0; i < n->n_in && st == TRL_OK; i++) {
       trl_tensor *t = n->in[i];
       if (t == NULL || !t->requires_grad) continue;
       if (t->node) {
-        if (t->node->gout == NULL)
-          st = trl_tensor_zeros(&t->node->gout, TRL_F32, t->node->out_ndim, t->node->out_shape);
-        gin[i] = t->node->gout;
+        trl_node *p = t->node;
+        if (p->gout == NULL) {   // the first contribution: skip the zero-fill if n writes it
+          int once = atomic_load(&fresh_on) && ((n->overwrites >> i) & 1u);
+          for (int j = 0; j < n->n_in; j++) once = once && (j == i || n->in[j] != t);
+          st = once ? trl_tensor_empty(&p->gout, TRL_F32, p->out_ndim, p->out_shape)
+                    : trl_tensor_zeros(&p->gout, TRL_F32, p->out_ndim, p->out_shape);
+          if (once) n->fresh |= 1u << i;
+        }
+        gin[i] = p->gout;
       } else if (t->grad && t->grad_req != TRL_GRAD_NULL) {
         gin[i] = t->grad;
       }
     }
     if (st == TRL_OK) st = n->backward(n, n->gout, gin);
+    n->fresh = 0;
     trl_tensor_release(n->gout);
     n->gout = NULL;
     if (!retain) {

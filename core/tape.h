@@ -16,6 +16,8 @@ typedef struct trl_node trl_node;
 
 // Accumulate d(loss)/d(input i) into gin[i] (contiguous, shaped like input i, zero-filled before
 // the first contribution), for every i with gin[i] != NULL, given gout = d(loss)/d(output).
+// Exception: a node whose 'overwrites' has bit i may find bit i set in 'fresh': gin[i] is then
+// the first contribution, NOT zero-filled, and backward must write every element of it.
 typedef trl_status (*trl_backward_fn) (trl_node *n, const trl_tensor *gout, trl_tensor **gin);
 
 struct trl_node {
@@ -31,6 +33,8 @@ struct trl_node {
   uint64_t seq;                            // creation order; backward runs in decreasing seq
   uint32_t mark;                           // scratch for graph walks
   int freed;                               // saved tensors dropped by a backward without retain
+  unsigned overwrites;                     // inputs whose gin backward can write when fresh
+  unsigned fresh;                          // during backward: gin[i] holds garbage (see above)
   size_t payload_size;
   _Alignas(16) unsigned char payload[];    // op parameters (strides, axis, ...)
 };
@@ -43,6 +47,9 @@ int trl_tape_is_recording (void);
 int trl_tape_is_training (void);
 // Set both flags; returns the previous state as (recording | training << 1).
 int trl_tape_set (int recording, int training);
+// 0 turns off 'fresh' gradient buffers (every one is zero-filled, as before they existed);
+// returns the previous setting. For tests that compare both ways.
+int trl_tape_set_fresh (int on);
 
 /* }================================================================== */
 

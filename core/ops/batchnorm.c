@@ -133,9 +133,10 @@ void batchnorm_forward (float *out, const float *inp, const float *mean, const f
 }
 
 // dinp/dout/inp are (B,C,S), dgamma/dbeta/mean/invstd/gamma are (C); NULL outputs are skipped.
-void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
+// As batchnorm_backward; with 'write', dinp is written (dx = ...) instead of accumulated.
+static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
                          const float *inp, const float *mean, const float *invstd,
-                         const float *gamma, int B, int C, int S, int training) {
+                         const float *gamma, int B, int C, int S, int training, int write) {
   double M = (double)B * S;
   float *ka = NULL;   // per channel: dx = k*go + a*x + b, in a small stack array when it fits
   float kbuf[3 * 1024];
@@ -162,7 +163,7 @@ void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *
         for (int n = 0; n < B; n++) {
           const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
           float *dx = dinp + ((size_t)n * C + c) * S;
-          for (int i = 0; i < S; i++) dx[i] += k * go[i] + a * x[i] + b;
+          for (int i = 0; i < S; i++) dx[i] = (write ? 0 : dx[i]) + k * go[i] + a * x[i] + b;
         }
     }
     if (ka) {   // the second pass over all B*C planes (the first had only C tasks)
@@ -178,13 +179,20 @@ void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *
         for (; i + 8 <= S; i += 8) {
           __m256 r = _mm256_fmadd_ps(vk, _mm256_loadu_ps(go + i),
                                      _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
-          _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
+          _mm256_storeu_ps(dx + i, write ? r : _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
         }
 #endif
-        for (; i < S; i++) dx[i] += ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
+        for (; i < S; i++)
+          dx[i] = (write ? 0 : dx[i]) + ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
       }
     }
   }
+}
+
+void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *inp, const float *mean, const float *invstd,
+                         const float *gamma, int B, int C, int S, int training) {
+  bn_backward(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, B, C, S, training, 0);
 }
 
 // The textbook chain rule through var and mean (Ioffe & Szegedy, 2015), training mode only;
@@ -234,10 +242,11 @@ static trl_status bn_bwd (trl_node *node, const trl_tensor *gout, trl_tensor **g
   const bn_info *in = (const bn_info *)node->payload;
   trl_tensor *gc = NULL, *gamma = node->saved[3];
   if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
-  batchnorm_backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
-                     gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
-                     trl_f32(node->saved[0]), trl_f32(node->saved[1]), trl_f32(node->saved[2]),
-                     gamma ? trl_f32(gamma) : NULL, in->B, in->C, in->S, in->training);
+  bn_backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
+              gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
+              trl_f32(node->saved[0]), trl_f32(node->saved[1]), trl_f32(node->saved[2]),
+              gamma ? trl_f32(gamma) : NULL, in->B, in->C, in->S, in->training,
+              (int)(node->fresh & 1u));   // a fresh dx is written (overwrites, below)
   trl_tensor_release(gc);
   return TRL_OK;
 }
@@ -309,6 +318,7 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
     goto done;
   if (node) {
     memcpy(node->payload, &info, sizeof info);
+    node->overwrites = 1u;
     trl_node_save(node, 0, xc);
     trl_node_save(node, 1, mean);
     trl_node_save(node, 2, invstd);

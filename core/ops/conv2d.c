@@ -743,8 +743,9 @@ void conv2d_forward_epi (float *out, const float *inp, const float *w, const trl
 
 // dinp is (B,C,H,W), dw is (OC,C/G,KH,KW), db is (OC), each may be NULL; dout is (B,OC,OH,OW);
 // inp, w and ws as in conv2d_forward.
-void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                      const float *w, float *ws, const trl_conv_geom *g) {
+// As conv2d_backward; with 'fresh', dinp holds garbage and is written, not accumulated.
+static void backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, float *ws, int fresh, const trl_conv_geom *g) {
   int L = g->OH * g->OW;
   if (db) {
     #pragma omp parallel for schedule(static) if ((int64_t)g->B * g->OC * L > 65536)
@@ -759,6 +760,10 @@ void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, cons
       db[oc] += (float)s;
     }
   }
+  trl_conv_geom t = transposed(g);
+  int wino_dx = dinp && conv_kind(g) != DEPTHWISE && use_winograd(g) && use_winograd(&t);
+  if (dinp && fresh && !wino_dx)   // Winograd writes dx itself; the other paths accumulate
+    memset(dinp, 0, sizeof(float) * (size_t)g->B * g->C * g->H * g->W);
   if (conv_kind(g) == DEPTHWISE) {
     if (is_dw3(g)) dw3_backward(dinp, dw, dout, inp, w, g);
     else depthwise_backward(dinp, dw, dout, inp, w, g);
@@ -766,9 +771,8 @@ void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, cons
   }
   if (!dinp && !dw) return;
   plan p = make_plan(g);
-  trl_conv_geom t = transposed(g);
-  if (dinp && use_winograd(g) && use_winograd(&t)) {   // dx += conv(dout, flipped w)
-    winograd_conv(dinp, dout, w, NULL, 1, 1, ws, wino_threads(), &t);
+  if (wino_dx) {   // dx (+)= conv(dout, flipped w)
+    winograd_conv(dinp, dout, w, NULL, 1, !fresh, ws, wino_threads(), &t);
     dinp = NULL;
     if (!dw) return;
   }
@@ -795,6 +799,11 @@ void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, cons
       }
     }
   TEAM_END
+}
+
+void conv2d_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, float *ws, const trl_conv_geom *g) {
+  backward(dinp, dw, db, dout, inp, w, ws, 0, g);
 }
 
 /* }================================================================== */
@@ -867,9 +876,9 @@ static trl_status conv2d_bwd (trl_node *node, const trl_tensor *gout, trl_tensor
                   wsn * sizeof(float));
     goto done;
   }
-  conv2d_backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
-                  gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
-                  trl_f32(node->saved[0]), trl_f32(node->saved[1]), ws, g);
+  backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
+           gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
+           trl_f32(node->saved[0]), trl_f32(node->saved[1]), ws, (int)(node->fresh & 1u), g);
 done:
   trl_free(ws, wsn * sizeof(float));
   trl_tensor_release(gc);
@@ -902,6 +911,7 @@ trl_status trl_conv2d (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tenso
     goto done;
   if (node) {
     memcpy(node->payload, &g, sizeof g);
+    node->overwrites = 1u;   // dx, when it is the first gradient of x (see backward)
     trl_node_save(node, 0, xc);
     trl_node_save(node, 1, wc);
     st = trl_node_drop_values(node, 1u);   // backward reads the saved copies, not x

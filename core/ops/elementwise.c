@@ -276,13 +276,33 @@ static trl_status acc_binary (trl_tensor *gin, trl_op op, trl_tensor *x, trl_ten
 ** Binary ops
 ** =================================================================== */
 
+// dst (f32, contiguous) = src (f32, same shape, any view), in parallel for large ones.
+static trl_status copy_f32 (trl_tensor *dst, const trl_tensor *src) {
+  int64_t n = trl_numel(dst);
+  if (!trl_is_contiguous(src) || src->dtype != TRL_F32) return trl_copy_into(dst, src);
+  float *d = trl_f32(dst);
+  const float *s = trl_f32(src);
+  #pragma omp parallel for schedule(static) if (n >= 2 * PAR_MIN)
+  for (int64_t c = 0; c < (n + PAR_MIN - 1) / PAR_MIN; c++) {
+    int64_t lo = c * PAR_MIN, len = n - lo < PAR_MIN ? n - lo : PAR_MIN;
+    memcpy(d + lo, s + lo, sizeof(float) * (size_t)len);
+  }
+  return TRL_OK;
+}
+
 static trl_status binary_backward (trl_node *n, const trl_tensor *gout, trl_tensor **gin) {
   trl_tensor *a = n->in[0], *b = n->in[1], *g = (trl_tensor *)gout;
   trl_status st = TRL_OK;
   switch (n->op) {
-    case TRL_OP_ADD:
-      if (gin[0]) TRL_TRY(trl_sum_to_acc(gin[0], g));
-      if (gin[1]) TRL_TRY(trl_sum_to_acc(gin[1], g));
+    case TRL_OP_ADD:   // a fresh gin (see trl_binary) is written: copied, or zeroed then summed
+      for (int i = 0; i < 2; i++) {
+        if (!gin[i]) continue;
+        if ((n->fresh >> i) & 1u) {
+          if (trl_same_shape(gin[i], g)) { TRL_TRY(copy_f32(gin[i], g)); continue; }
+          memset(trl_f32(gin[i]), 0, sizeof(float) * (size_t)trl_numel(gin[i]));
+        }
+        TRL_TRY(trl_sum_to_acc(gin[i], g));
+      }
       break;
     case TRL_OP_SUB:
       if (gin[0]) TRL_TRY(trl_sum_to_acc(gin[0], g));
@@ -375,6 +395,7 @@ trl_status trl_binary (trl_tensor **out, trl_op op, trl_tensor *a, trl_tensor *b
     st = trl_tape_record(&node, *out, op, binary_backward, 2, in, 0);
     if (st == TRL_OK && (op == TRL_OP_DIV || op == TRL_OP_POW)) trl_node_save(node, 0, *out);
     // add/sub need only shapes; div needs b and the output
+    if (st == TRL_OK && op == TRL_OP_ADD) node->overwrites = 3u;
     unsigned drop = op == TRL_OP_ADD || op == TRL_OP_SUB ? 3u : op == TRL_OP_DIV ? 1u : 0u;
     if (st == TRL_OK && drop) st = trl_node_drop_values(node, drop);
   }
@@ -442,10 +463,17 @@ static trl_status unary_backward (trl_node *n, const trl_tensor *gout, trl_tenso
   if (needs_input(n->op)) TRL_TRY(trl_tensor_contiguous(&cx, n->in[0]));
   const float *g = trl_f32(gout), *a = cx ? trl_f32(cx) : NULL, *o = trl_f32(y);
   float *d = trl_f32(gin[0]);  // gin is contiguous and shaped like x
+  int write = n->fresh & 1u;   // relu only (see trl_unary): d = ..., not d += ...
   #pragma omp parallel for schedule(static) if (cnt >= 2 * PAR_MIN)
   for (int64_t c = 0; c < (cnt + PAR_MIN - 1) / PAR_MIN; c++) {
     int64_t lo = c * PAR_MIN, len = cnt - lo < PAR_MIN ? cnt - lo : PAR_MIN;
-    unary_backward_f32(n->op, g + lo, a + lo, o + lo, d + lo, len);
+    if (write) {
+      const float *gc = g + lo, *oc = o + lo;
+      float *dc = d + lo;
+      SIMD for (int64_t i = 0; i < len; i++) dc[i] = oc[i] > 0 ? gc[i] : 0;
+    } else {
+      unary_backward_f32(n->op, g + lo, a + lo, o + lo, d + lo, len);
+    }
   }
   trl_tensor_release(cx);
   return TRL_OK;
@@ -492,6 +520,7 @@ trl_status trl_unary (trl_tensor **out, trl_op op, trl_tensor *a) {
       trl_node *node;
       st = trl_tape_record(&node, *out, op, unary_backward, 1, in, 0);
       if (st == TRL_OK) trl_node_save(node, 0, *out);
+      if (st == TRL_OK && op == TRL_OP_RELU) node->overwrites = 1u;
       if (st == TRL_OK && !needs_input(op)) st = trl_node_drop_values(node, 1);
     }
   }
