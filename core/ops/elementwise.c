@@ -542,9 +542,15 @@ static trl_status clip_backward (trl_node *n, const trl_tensor *gout, trl_tensor
   trl_tensor *cx;
   TRL_TRY(trl_tensor_contiguous(&cx, n->in[0]));
   const float *a = trl_f32(cx), *g = trl_f32(gout);
-  float *d = trl_f32(gin[0]);
+  float *d = trl_f32(gin[0]), l = p->lo, h = p->hi;
+  int write = n->fresh & 1u;   // the first gradient of x: written, not accumulated
   int64_t cnt = trl_numel(gout);
-  for (int64_t i = 0; i < cnt; i++) d[i] += (a[i] >= p->lo && a[i] <= p->hi) ? g[i] : 0;
+  #pragma omp parallel for schedule(static) if (cnt >= 2 * PAR_MIN)
+  for (int64_t c = 0; c < (cnt + PAR_MIN - 1) / PAR_MIN; c++) {
+    int64_t lo = c * PAR_MIN, hi = lo + PAR_MIN < cnt ? lo + PAR_MIN : cnt;
+    if (write) SIMD for (int64_t i = lo; i < hi; i++) d[i] = (a[i] >= l && a[i] <= h) ? g[i] : 0;
+    else SIMD for (int64_t i = lo; i < hi; i++) d[i] += (a[i] >= l && a[i] <= h) ? g[i] : 0;
+  }
   trl_tensor_release(cx);
   return TRL_OK;
 }
@@ -553,14 +559,26 @@ trl_status trl_clip (trl_tensor **out, trl_tensor *a, double lo, double hi) {
   if (a->dtype != TRL_F32)
     return trl_fail(TRL_ETYPE, "clip: expected float32, got %s", trl_dtype_name(a->dtype));
   if (lo > hi) return trl_fail(TRL_EARG, "clip: lower bound %g above upper bound %g", lo, hi);
-  TRL_TRY(trl_tensor_clone(out, a, TRL_F32));
+  trl_tensor *x;
+  TRL_TRY(trl_tensor_contiguous(&x, a));
+  trl_status st = trl_tensor_empty(out, TRL_F32, a->ndim, a->shape);
+  if (st != TRL_OK) { trl_tensor_release(x); return st; }
+  const float *px = trl_f32(x);
   float *o = trl_f32(*out), l = (float)lo, h = (float)hi;
   int64_t n = trl_numel(a);
-  for (int64_t i = 0; i < n; i++) o[i] = o[i] < l ? l : (o[i] > h ? h : o[i]);
+  #pragma omp parallel for schedule(static) if (n >= 2 * PAR_MIN)
+  for (int64_t c = 0; c < (n + PAR_MIN - 1) / PAR_MIN; c++) {
+    int64_t i0 = c * PAR_MIN, i1 = i0 + PAR_MIN < n ? i0 + PAR_MIN : n;
+    SIMD for (int64_t i = i0; i < i1; i++) o[i] = px[i] < l ? l : (px[i] > h ? h : px[i]);
+  }
+  trl_tensor_release(x);
   trl_node *node;
   trl_tensor *in[1] = {a};
-  trl_status st = trl_tape_record(&node, *out, TRL_OP_CLIP, clip_backward, 1, in, sizeof(clip_payload));
-  if (st == TRL_OK && node) *(clip_payload *)node->payload = (clip_payload){l, h};
+  st = trl_tape_record(&node, *out, TRL_OP_CLIP, clip_backward, 1, in, sizeof(clip_payload));
+  if (st == TRL_OK && node) {
+    *(clip_payload *)node->payload = (clip_payload){l, h};
+    node->overwrites = 1u;
+  }
   if (st != TRL_OK) { trl_tensor_release(*out); *out = NULL; }
   return st;
 }

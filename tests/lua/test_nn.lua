@@ -722,7 +722,7 @@ test('backward writes first gradients without zero-filling them: same bits as ze
       -- intermediates with two consumers, a broadcast add, conv/BN/relu on computed inputs
       local h = x * 2
       local b = b0 * 1
-      local s = h:relu() + h + b
+      local s = h:relu() + h + b + (h * 3):clip(-0.5, 0.5)
       local c = N2.conv2d(s, w, nil, {pad = 1})
       local bn = N2.batch_norm(c, nil, nil, nd.zeros{4}, nd.ones{4}, {training = true})
       l = net(s):sum() + (bn:relu() + c):sum() * 0.5
