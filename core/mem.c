@@ -5,14 +5,12 @@
 ** iteration stops paying for mmap and page faults after warm-up (PyTorch's caching allocator
 ** does the same). The hooks run on the thread that installed them only; workers never call them:
 ** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
-** and a full GC runs when malloc fails or tensor memory passes the soft limit. Blocks of 4 MiB
-** and more ask for transparent huge pages.
+** and a full GC runs when malloc fails or tensor memory passes the soft limit.
 */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "mem.h"
 
@@ -83,32 +81,12 @@ static int gc_stress (void) {
   return v;
 }
 
-// Blocks of HUGE_MIN and more start on a 2 MiB boundary and ask for transparent huge pages
-// (unless TRL_HUGEPAGES=0): a fresh activation then costs one page fault per 2 MiB, not 512.
-#define HUGE_MIN ((size_t)4 << 20)
-#define HUGE_ALIGN ((size_t)2 << 20)
-
-static int huge_pages (void) {
-  static int v = -1;
-  if (v < 0) v = !(getenv("TRL_HUGEPAGES") && getenv("TRL_HUGEPAGES")[0] == '0');
-  return v;
-}
-
-static void *try_alloc (size_t n) {
-  if (n < HUGE_MIN || !huge_pages()) return aligned_alloc(64, n);
-  void *p = aligned_alloc(HUGE_ALIGN, n);
-#ifdef MADV_HUGEPAGE
-  if (p) madvise(p, (n + 4095) & ~(size_t)4095, MADV_HUGEPAGE);   // advice only: errors ignored
-#endif
-  return p;
-}
-
 static void *raw_alloc (size_t n) {
-  void *p = try_alloc(n);
+  void *p = aligned_alloc(64, n);
   if (p == NULL) {
     cache_trim();
     run_hook();
-    p = try_alloc(n);
+    p = aligned_alloc(64, n);
   }
   return p;
 }
