@@ -1,6 +1,6 @@
 -- bench/peak_rss.lua: peak RSS (VmHWM) and peak tensor bytes of two ResNet-18 v2 SGD train
 -- steps at a given batch (default 128), 224x224, with the step times.
---   trl bench/peak_rss.lua [BATCH]      (TRL_CACHE_MB sets the free-block cache)
+--   trl bench/peak_rss.lua [BATCH]      (TRL_CACHE_MB: the block cache's slack)
 local trl = require 'trl'
 local nd, gluon = trl.nd, trl.gluon
 local B = tonumber(arg[1]) or 128

@@ -3,7 +3,11 @@
 ** done once). Blocks of 64 KiB and more are rounded to size classes (4 per power of two) and
 ** kept on a free list when released, so a training step that allocates the same shapes every
 ** iteration stops paying for mmap and page faults after warm-up (PyTorch's caching allocator
-** does the same). The hooks run on the thread that installed them only; workers never call them:
+** does the same). The cache may hold any amount as long as live + cached bytes stay within the
+** peak of live bytes plus a slack ($TRL_CACHE_MB, default 256): a step frees in backward what
+** the next forward allocates again, and the process stays near its peak of live tensors (a
+** miss evicts cached blocks of other sizes before it grows past that bound).
+** The hooks run on the thread that installed them only; workers never call them:
 ** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
 ** and a full GC runs when malloc fails or tensor memory passes the soft limit.
 */
@@ -16,7 +20,7 @@
 
 #define CACHE_MIN (64u << 10)         // smaller blocks go straight to malloc
 #define NCLASS 160                    // 4 classes per power of two, 64 KiB .. 2^56
-#define CACHE_MAX_DEFAULT ((size_t)256 << 20)  // bytes kept on free lists at most ($TRL_CACHE_MB)
+#define SLACK_DEFAULT ((size_t)256 << 20)  // live + cached <= peak live + this ($TRL_CACHE_MB)
 
 typedef struct block { struct block *next; } block;
 
@@ -29,8 +33,8 @@ static _Thread_local int in_hook, is_main;
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static block *cache[NCLASS];
-static size_t cached, cache_max = CACHE_MAX_DEFAULT;
-static int cache_max_read;
+static size_t cached, slack = SLACK_DEFAULT;
+static int slack_read;
 static size_t peak_held;
 
 // Size class of 'n' (>= CACHE_MIN) and its rounded size.
@@ -93,6 +97,35 @@ static void *raw_alloc (size_t n) {
 
 void trl_mem_trim (void) { cache_trim(); }
 
+// With cache_lock held: the slack, read from the environment once.
+static size_t cache_slack (void) {
+  if (!slack_read) {
+    const char *e = getenv("TRL_CACHE_MB");
+    if (e) slack = (size_t)strtoull(e, NULL, 10) << 20;
+    slack_read = 1;
+  }
+  return slack;
+}
+
+// A miss is about to allocate 'n' new bytes: free cached blocks, largest first, until live +
+// cached + n fits within the peak of live bytes (counting this one) plus the slack.
+static void cache_evict_for (size_t n) {
+  pthread_mutex_lock(&cache_lock);
+  size_t live = atomic_load(&held) + n, peak = live > peak_held ? live : peak_held;
+  size_t bound = peak + cache_slack();
+  for (int c = NCLASS - 1; c >= 0 && cached && live + cached > bound; c--) {
+    int e = c / 4 + 16, k = c % 4;      // class c holds blocks of 2^e + k * 2^(e-2) bytes
+    size_t sz = ((size_t)1 << e) + (size_t)k * ((size_t)1 << (e - 2));
+    while (cache[c] && live + cached > bound) {
+      block *b = cache[c];
+      cache[c] = b->next;
+      cached -= sz;
+      free(b);
+    }
+  }
+  pthread_mutex_unlock(&cache_lock);
+}
+
 void *trl_alloc (size_t nbytes) {
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
@@ -118,7 +151,10 @@ void *trl_alloc (size_t nbytes) {
       p = b;
     }
   }
-  if (p == NULL) p = raw_alloc(n);
+  if (p == NULL) {
+    if (c >= 0 && cached) cache_evict_for(n);
+    p = raw_alloc(n);
+  }
   if (p == NULL) return NULL;
   size_t now = atomic_fetch_add(&held, n) + n;
   if (now > peak_held) peak_held = now;  // a statistic: a lost race only blurs it
@@ -135,12 +171,9 @@ void trl_free (void *p, size_t nbytes) {
   atomic_fetch_sub(&held, n);
   if (c >= 0) {
     pthread_mutex_lock(&cache_lock);
-    if (!cache_max_read) {
-      const char *e = getenv("TRL_CACHE_MB");
-      if (e) cache_max = (size_t)strtoull(e, NULL, 10) << 20;
-      cache_max_read = 1;
-    }
-    if (cached + n <= cache_max) {
+    // keeping the block moves it from live to cached; past the bound only after the peak
+    // fell (a smaller workload now): then the block goes back to malloc
+    if (atomic_load(&held) + cached + n <= peak_held + cache_slack()) {
       block *b = p;
       b->next = cache[c];
       cache[c] = b;
