@@ -163,7 +163,10 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
         for (int n = 0; n < B; n++) {
           const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
           float *dx = dinp + ((size_t)n * C + c) * S;
-          for (int i = 0; i < S; i++) dx[i] = (write ? 0 : dx[i]) + k * go[i] + a * x[i] + b;
+          for (int i = 0; i < S; i++) {   // r as before 'write' existed: the same bits
+            float r = k * go[i] + a * x[i] + b;
+            dx[i] = write ? r : dx[i] + r;
+          }
         }
     }
     if (ka) {   // the second pass over all B*C planes (the first had only C tasks)
@@ -182,8 +185,10 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
           _mm256_storeu_ps(dx + i, write ? r : _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
         }
 #endif
-        for (; i < S; i++)
-          dx[i] = (write ? 0 : dx[i]) + ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
+        for (; i < S; i++) {
+          float r = ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
+          dx[i] = write ? r : dx[i] + r;
+        }
       }
     }
   }
