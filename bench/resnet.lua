@@ -5,8 +5,10 @@ Train: one step is forward + backward + SGD update (gluon.Trainer) under autogra
 Infer: forward in predict mode, no recording. Prints medians of REPS steps after 2 warm-up
 steps, the peak RSS (VmHWM) and tensor bytes, and with 'profile' a per-layer table: each leaf
 layer timed alone on the input shape it saw in the network (forward, and forward + backward).
-With 'hybrid', inference runs plain and net:hybridize()d (Conv-BN-ReLU fused) alternately,
-REPS rounds, and prints both medians and their ratio. Model: the zoo's resnet18_v2.
+Inference runs the net hybridized (Conv-BN-ReLU fused, as Gluon users call hybridize before
+inference); with 'hybrid' it runs plain and hybridized alternately, REPS rounds, and prints
+both medians and their ratio. Model: the zoo's resnet18_v2, or MODEL=mobilenet_v2 for
+mobilenet_v2_1.0.
 ]]
 local trl = require 'trl'
 local nd, autograd, gluon = trl.nd, trl.autograd, trl.gluon
@@ -34,8 +36,10 @@ local function vm(field)
   return tonumber(s:match(field .. ':%s*(%d+)')) or 0
 end
 
-local net = gluon.model_zoo.vision.resnet18_v2{classes = 1000}
-local source = 'trl.gluon.model_zoo.vision.resnet18_v2'
+local zoo_name = (os.getenv('MODEL') or 'resnet18') == 'mobilenet_v2' and 'mobilenet_v2_1_0'
+  or 'resnet18_v2'
+local net = gluon.model_zoo.vision[zoo_name]{classes = 1000}
+local source = 'trl.gluon.model_zoo.vision.' .. zoo_name
 net:initialize(trl.init.Xavier{rnd_type = 'gaussian', magnitude = 2})
 nd.random.seed(1)
 local x = nd.random.uniform(-1, 1, {B, 3, 224, 224})
@@ -54,8 +58,13 @@ local function train_step()
   return l
 end
 
+local function predict() return autograd.predict_mode(function() return net(x) end) end
+
 local function infer_step()
-  return autograd.predict_mode(function() return net(x) end)
+  net:hybridize()
+  local y = predict()
+  net:hybridize(false)
+  return y
 end
 
 local function bench(step, name)
@@ -74,7 +83,7 @@ local function bench(step, name)
   return B / m
 end
 
-print(string.format('trl ResNet-18 v2, %s; threads %d; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s'
+print(string.format('trl %s; threads %d; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s'
   .. ' OMP_WAIT_POLICY=%s', source, trl.get_num_threads(), os.getenv('OPENBLAS_CORETYPE') or
   '(unset)', os.getenv('OPENBLAS_L2_SIZE') or '(unset)', os.getenv('OMP_WAIT_POLICY') or '(unset)'))
 local res = {}
@@ -82,12 +91,12 @@ if mode == 'both' or mode == 'train' then res.train = bench(train_step, 'train')
 if (mode == 'both' or mode == 'infer') and not hybrid then res.infer = bench(infer_step, 'infer') end
 if (mode == 'both' or mode == 'infer') and hybrid then
   local t = {[false] = {}, [true] = {}}
-  for _, h in ipairs{false, true, false, true} do net:hybridize(h); infer_step() end  -- warm-up
+  for _, h in ipairs{false, true, false, true} do net:hybridize(h); predict() end  -- warm-up
   for r = 1, reps do
     for _, h in ipairs{false, true} do
       net:hybridize(h)
       local t0 = trl.clock()
-      infer_step()
+      predict()
       t[h][r] = trl.clock() - t0
     end
   end

@@ -1,5 +1,6 @@
 """bench/torch_resnet.py: PyTorch's ResNet-18 (torchvision.models.resnet18, 224x224, 1000
-classes) train-step and inference speed on the CPU, the baseline for bench/resnet.lua.
+classes; MODEL=mobilenet_v2 for torchvision's mobilenet_v2) train-step and inference speed on
+the CPU, the baseline for bench/resnet.lua.
   python3 bench/torch_resnet.py BATCH [nchw|cl] [REPS] [train|infer|both]
 'cl' is channels_last. A train step is forward + cross-entropy + backward + SGD (momentum 0.9,
 wd 1e-4); inference runs in eval mode under torch.no_grad(). Medians of REPS steps after 2
@@ -22,7 +23,8 @@ mode = sys.argv[4] if len(sys.argv) > 4 else "both"
 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
 
 torch.manual_seed(1)
-net = torchvision.models.resnet18(num_classes=1000).to(memory_format=fmt)
+model = os.environ.get("MODEL", "resnet18")
+net = getattr(torchvision.models, model)(num_classes=1000).to(memory_format=fmt)
 x = torch.empty(batch, 3, 224, 224).uniform_(-1, 1).contiguous(memory_format=fmt)
 y = torch.tensor([(i * 37) % 1000 for i in range(batch)])
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)

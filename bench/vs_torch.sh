@@ -2,6 +2,7 @@
 # bench/vs_torch.sh: ResNet-18 train and inference img/s of trl (bench/resnet.lua, ResNet-18 v2)
 # against PyTorch (bench/torch_resnet.py, torchvision resnet18, NCHW and channels_last), 2
 # threads each, run alternately ROUNDS times (one step-median per run), then medians and ratios.
+# MODEL=mobilenet_v2 compares mobilenet_v2_1.0 with torchvision's mobilenet_v2 instead.
 #   bench/vs_torch.sh [BATCH=32] [ROUNDS=5] [MODE=both|train|infer] [TRL=build/trl]
 # REPS (default 3) timed steps per run; PYTHON (default /usr/bin/python3) runs torch.
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for these commands (the OpenBLAS here detects
@@ -23,8 +24,8 @@ else
   echo "env: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}"
 fi
 export TRL_NUM_THREADS=2
-echo "batch $B, $ROUNDS rounds, $REPS timed steps per run, 2 threads, $(nproc) cores," \
-  "OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "model ${MODEL:-resnet18}, batch $B, $ROUNDS rounds, $REPS timed steps per run," \
+  "2 threads, $(nproc) cores, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)}, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 r=1
