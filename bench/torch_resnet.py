@@ -2,7 +2,8 @@
 classes; MODEL=mobilenet_v2 for torchvision's mobilenet_v2) train-step and inference speed on
 the CPU, the baseline for bench/resnet.lua.
   python3 bench/torch_resnet.py BATCH [nchw|cl] [REPS] [train|infer|both]
-'cl' is channels_last. A train step is forward + cross-entropy + backward + SGD (momentum 0.9,
+'cl' is channels_last; 'jit' is NCHW inference through torch.jit.trace, freeze and
+optimize_for_inference (Conv-BN folding, oneDNN fusions): the counterpart of trl's hybridize(). A train step is forward + cross-entropy + backward + SGD (momentum 0.9,
 wd 1e-4); inference runs in eval mode under torch.no_grad(). Medians of REPS steps after 2
 warm-up steps; the last line is machine-readable for bench/vs_torch.sh.
 """
@@ -21,6 +22,8 @@ layout = sys.argv[2] if len(sys.argv) > 2 else "nchw"
 reps = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 mode = sys.argv[4] if len(sys.argv) > 4 else "both"
 fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
+if layout == "jit" and mode != "infer":
+    mode = "infer"   # a frozen graph does not train
 
 torch.manual_seed(1)
 model = os.environ.get("MODEL", "resnet18")
@@ -39,10 +42,19 @@ def train_step():
     opt.step()
 
 
+frozen = None
+
+
 def infer_step():
+    global frozen
     net.eval()
     with torch.no_grad():
-        net(x)
+        if layout == "jit":
+            if frozen is None:
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(net, x)))
+            frozen(x)
+        else:
+            net(x)
 
 
 def bench(step, name):

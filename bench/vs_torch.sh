@@ -2,6 +2,7 @@
 # bench/vs_torch.sh: ResNet-18 train and inference img/s of trl (bench/resnet.lua, ResNet-18 v2)
 # against PyTorch (bench/torch_resnet.py, torchvision resnet18, NCHW and channels_last), 2
 # threads each, run alternately ROUNDS times (one step-median per run), then medians and ratios.
+# Inference also runs torch-jit (traced, frozen, optimize_for_inference), as trl runs hybridized.
 # MODEL=mobilenet_v2 compares mobilenet_v2_1.0 with torchvision's mobilenet_v2 instead.
 #   bench/vs_torch.sh [BATCH=32] [ROUNDS=5] [MODE=both|train|infer] [TRL=build/trl]
 # REPS (default 3) timed steps per run; PYTHON (default /usr/bin/python3) runs torch.
@@ -37,6 +38,9 @@ while [ $r -le "$ROUNDS" ]; do
   fi
   "$PY" bench/torch_resnet.py "$B" nchw "$REPS" "$MODE" | grep '^RESULT' >> "$LOG"
   "$PY" bench/torch_resnet.py "$B" cl "$REPS" "$MODE" | grep '^RESULT' >> "$LOG"
+  if [ "$MODE" != train ]; then
+    "$PY" bench/torch_resnet.py "$B" jit "$REPS" infer | grep '^RESULT' >> "$LOG"
+  fi
   r=$((r + 1))
 done
 "$PY" - "$LOG" <<'PY'
