@@ -149,6 +149,10 @@ static void test_conv_kernels (void) {
   conv_case(cg(1, 1, 3, 3, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1), 1, 1);     // one output pixel
   conv_case(cg(2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), 1, 0); // big: OpenMP im2col
   conv_case(cg(2, 32, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 32), 1, 0);// big depthwise
+  // stride 2 wide enough for the 8-wide im2col rows, odd widths, padding (the stem's 7x7)
+  conv_case(cg(2, 3, 23, 37, 5, 7, 7, 2, 2, 3, 3, 1, 1, 1), 1, 0);
+  conv_case(cg(1, 3, 20, 33, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1), 0, 1);
+  conv_case(cg(2, 5, 9, 40, 4, 1, 1, 2, 2, 0, 0, 1, 1, 1), 1, 1);
   for (int t = 0; t < 12; t++) {                                       // random shapes
     int G = irand(1, 3), depthwise = irand(0, 3) == 0;
     int Cg = depthwise ? 1 : irand(1, 3), OCg = irand(1, 3);
