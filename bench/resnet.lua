@@ -88,7 +88,9 @@ print(string.format('trl %s; threads %d; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%
   '(unset)', os.getenv('OPENBLAS_L2_SIZE') or '(unset)', os.getenv('OMP_WAIT_POLICY') or '(unset)'))
 local res = {}
 if mode == 'both' or mode == 'train' then res.train = bench(train_step, 'train') end
-if (mode == 'both' or mode == 'infer') and not hybrid then res.infer = bench(infer_step, 'infer') end
+if (mode == 'both' or mode == 'infer') and not hybrid then
+  res.infer = bench(infer_step, 'infer')
+end
 if (mode == 'both' or mode == 'infer') and hybrid then
   local t = {[false] = {}, [true] = {}}
   for _, h in ipairs{false, true, false, true} do net:hybridize(h); predict() end  -- warm-up

@@ -1,9 +1,10 @@
 """bench/torch_resnet.py: PyTorch's ResNet-18 (torchvision.models.resnet18, 224x224, 1000
 classes; MODEL=mobilenet_v2 for torchvision's mobilenet_v2) train-step and inference speed on
 the CPU, the baseline for bench/resnet.lua.
-  python3 bench/torch_resnet.py BATCH [nchw|cl] [REPS] [train|infer|both]
+  python3 bench/torch_resnet.py BATCH [nchw|cl|jit] [REPS] [train|infer|both]
 'cl' is channels_last; 'jit' is NCHW inference through torch.jit.trace, freeze and
-optimize_for_inference (Conv-BN folding, oneDNN fusions): the counterpart of trl's hybridize(). A train step is forward + cross-entropy + backward + SGD (momentum 0.9,
+optimize_for_inference (Conv-BN folding, oneDNN fusions): the counterpart of trl's
+hybridize(). A train step is forward + cross-entropy + backward + SGD (momentum 0.9,
 wd 1e-4); inference runs in eval mode under torch.no_grad(). Medians of REPS steps after 2
 warm-up steps; the last line is machine-readable for bench/vs_torch.sh.
 """

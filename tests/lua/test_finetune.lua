@@ -164,7 +164,7 @@ test('each exercise runs on a tiny subset and prints its summary', function()
   end
 end)
 
-test('fewer_layers: the stages of ResNet and MobileNetV2; reinit_stages keeps the first k', function()
+test('fewer_layers: ResNet and MobileNetV2 stages; reinit_stages keeps the first k', function()
   local common = require 'trl.finetune_common'
   local vision = trl.gluon.model_zoo.vision
   local r = common.stages(vision.resnet18_v2().features)
