@@ -136,7 +136,8 @@ static int m_global_avg_pool2d (lua_State *L) {
 }
 
 // batch_norm(x, gamma_or_nil, beta_or_nil, running_mean, running_var,
-//            {eps=1e-5, momentum=0.9, training=<autograd mode>, use_global_stats=false})
+//            {eps=1e-5, momentum=0.9, training=<autograd mode>, use_global_stats=false,
+//             lo=-inf, hi=inf (a clamp fused after it: ReLU lo=0, ReLU6 lo=0 hi=6)})
 static int m_batch_norm (lua_State *L) {
   trl_tensor *x = trl_checktensor(L, 1), *gamma = opttensor(L, 2), *beta = opttensor(L, 3);
   trl_tensor *rm = trl_checktensor(L, 4), *rv = trl_checktensor(L, 5);
@@ -145,6 +146,9 @@ static int m_batch_norm (lua_State *L) {
   p.momentum = (float)optnum(L, 6, "batch_norm", "momentum", p.momentum);
   p.training = optbool(L, 6, "training", p.training);
   p.use_global_stats = optbool(L, 6, "use_global_stats", p.use_global_stats);
+  p.lo = (float)optnum(L, 6, "batch_norm", "lo", -HUGE_VAL);   // a fused clamp (ReLU: lo = 0)
+  p.hi = (float)optnum(L, 6, "batch_norm", "hi", HUGE_VAL);
+  p.clamp = p.lo != -HUGE_VAL || p.hi != HUGE_VAL;
   TBox *r = trl_newbox(L);
   trl_check(L, trl_batchnorm(&r->t, x, gamma, beta, rm, rv, &p));
   return 1;

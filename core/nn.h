@@ -145,9 +145,11 @@ typedef struct {
   float eps, momentum;
   int training;            // batch statistics (and update the running ones) when set
   int use_global_stats;    // running statistics even while training
+  int clamp;               // then clamp the output to [lo, hi] (ReLU: 0, INFINITY; ReLU6: 0, 6):
+  float lo, hi;            // one pass, and backward masks the gradient where lo < y < hi
 } trl_bn_params;
 
-// eps 1e-5, momentum 0.9, training = trl_tape_is_training(), use_global_stats 0.
+// eps 1e-5, momentum 0.9, training = trl_tape_is_training(), use_global_stats 0, no clamp.
 trl_bn_params trl_bn_defaults (void);
 
 // x is (N,C,...), gamma/beta/running_mean/running_var are (C); gamma NULL means 1, beta NULL

@@ -13,7 +13,7 @@
 
 trl_bn_params trl_bn_defaults (void) {
   return (trl_bn_params){ .eps = 1e-5f, .momentum = 0.9f, .training = trl_tape_is_training(),
-                          .use_global_stats = 0 };
+                          .use_global_stats = 0, .clamp = 0, .lo = -INFINITY, .hi = INFINITY };
 }
 
 /* {==================================================================
@@ -61,13 +61,26 @@ static double vsqdev (const float *x, int n, float m) {
   return s;
 }
 
-// *sg += sum(go), *sgx += sum(go * (x - m))
-static void vgrad_sums (double *sg, double *sgx, const float *go, const float *x, int n,
-                        float m) {
+// The gradient through a clamp to [lo, hi] whose output is y: g where lo < y < hi, else 0
+// (relu's 'o > 0 ? g : 0' for lo = 0, hi = inf). y NULL: g.
+#define MASKED(g, y, i, lo, hi) ((y) && !((y)[i] > (lo) && (y)[i] < (hi)) ? 0.0f : (g)[i])
+
+static inline __m256 vmasked (const float *go, const float *y, int i, __m256 vl, __m256 vh) {
+  __m256 g = _mm256_loadu_ps(go + i);
+  if (!y) return g;
+  __m256 v = _mm256_loadu_ps(y + i);
+  __m256 keep = _mm256_and_ps(_mm256_cmp_ps(v, vl, _CMP_GT_OQ), _mm256_cmp_ps(v, vh, _CMP_LT_OQ));
+  return _mm256_and_ps(g, keep);
+}
+
+// *sg += sum(go), *sgx += sum(go * (x - m)), go masked by y as in MASKED
+static void vgrad_sums (double *sg, double *sgx, const float *go, const float *y, float lo,
+                        float hi, const float *x, int n, float m) {
   __m256 a = _mm256_setzero_ps(), ax = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+  __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 g = _mm256_loadu_ps(go + i);
+    __m256 g = vmasked(go, y, i, vl, vh);
     a = _mm256_add_ps(a, g);
     ax = _mm256_fmadd_ps(g, _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), ax);
   }
@@ -76,7 +89,10 @@ static void vgrad_sums (double *sg, double *sgx, const float *go, const float *x
   _mm256_storeu_ps(tx, ax);
   double s = 0, sx = 0;
   for (int j = 0; j < 8; j++) s += t[j], sx += tx[j];
-  for (; i < n; i++) s += go[i], sx += (double)go[i] * (x[i] - m);
+  for (; i < n; i++) {
+    float g = MASKED(go, y, i, lo, hi);
+    s += g, sx += (double)g * (x[i] - m);
+  }
   *sg += s, *sgx += sx;
 }
 #else   // built without -march=x86-64-v3: the same sums, scalar
@@ -90,9 +106,13 @@ static double vsqdev (const float *x, int n, float m) {
   for (int i = 0; i < n; i++) s += (double)(x[i] - m) * (x[i] - m);
   return s;
 }
-static void vgrad_sums (double *sg, double *sgx, const float *go, const float *x, int n,
-                        float m) {
-  for (int i = 0; i < n; i++) *sg += go[i], *sgx += (double)go[i] * (x[i] - m);
+#define MASKED(g, y, i, lo, hi) ((y) && !((y)[i] > (lo) && (y)[i] < (hi)) ? 0.0f : (g)[i])
+static void vgrad_sums (double *sg, double *sgx, const float *go, const float *y, float lo,
+                        float hi, const float *x, int n, float m) {
+  for (int i = 0; i < n; i++) {
+    float g = MASKED(go, y, i, lo, hi);
+    *sg += g, *sgx += (double)g * (x[i] - m);
+  }
 }
 #endif
 
@@ -111,9 +131,10 @@ void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, i
   }
 }
 
-// out/inp are (B,C,S); mean, invstd, gamma, beta are (C) (gamma/beta NULL: 1/0).
-void batchnorm_forward (float *out, const float *inp, const float *mean, const float *invstd,
-                        const float *gamma, const float *beta, int B, int C, int S) {
+// As batchnorm_forward, then each output clamped to [lo, hi] when 'clamp' (NaN -> lo, as relu).
+static void bn_forward (float *out, const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, const float *beta, int B, int C, int S,
+                        int clamp, float lo, float hi) {
   // one (n, c) plane per iteration: all B*C planes share the threads, even when C is small
   #pragma omp parallel for schedule(static) if (BIG(B, C, S))
   for (int64_t p = 0; p < (int64_t)B * C; p++) {
@@ -125,16 +146,32 @@ void batchnorm_forward (float *out, const float *inp, const float *mean, const f
     int i = 0;
 #ifdef VEC8
     __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(shift);
-    for (; i + 8 <= S; i += 8)
-      _mm256_storeu_ps(o + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vb));
+    __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
+    for (; i + 8 <= S; i += 8) {
+      __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vb);
+      if (clamp) v = _mm256_min_ps(_mm256_max_ps(v, vl), vh);
+      _mm256_storeu_ps(o + i, v);
+    }
 #endif
-    for (; i < S; i++) o[i] = x[i] * scale + shift;
+    for (; i < S; i++) {
+      float v = x[i] * scale + shift;
+      if (clamp) { v = v > lo ? v : lo; v = v < hi ? v : hi; }
+      o[i] = v;
+    }
   }
+}
+
+// out/inp are (B,C,S); mean, invstd, gamma, beta are (C) (gamma/beta NULL: 1/0).
+void batchnorm_forward (float *out, const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, const float *beta, int B, int C, int S) {
+  bn_forward(out, inp, mean, invstd, gamma, beta, B, C, S, 0, 0, 0);
 }
 
 // dinp/dout/inp are (B,C,S), dgamma/dbeta/mean/invstd/gamma are (C); NULL outputs are skipped.
 // As batchnorm_backward; with 'write', dinp is written (dx = ...) instead of accumulated.
+// With y (the output of a fused clamp to [lo, hi], (B,C,S)), dout is first masked as in MASKED.
 static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *y, float lo, float hi,
                          const float *inp, const float *mean, const float *invstd,
                          const float *gamma, int B, int C, int S, int training, int write) {
   double M = (double)B * S;
@@ -147,8 +184,10 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
     for (int c = 0; c < C; c++) {
       float m = mean[c], is = invstd[c];
       double sg = 0, sgx = 0;    // sum(dout), sum(dout * (x - m))
-      for (int n = 0; n < B; n++)
-        vgrad_sums(&sg, &sgx, dout + ((size_t)n * C + c) * S, inp + ((size_t)n * C + c) * S, S, m);
+      for (int n = 0; n < B; n++) {
+        size_t o = ((size_t)n * C + c) * S;
+        vgrad_sums(&sg, &sgx, dout + o, y ? y + o : NULL, lo, hi, inp + o, S, m);
+      }
       sgx *= is;
       if (dbeta) dbeta[c] += (float)sg;
       if (dgamma) dgamma[c] += (float)sgx;
@@ -163,10 +202,17 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
         for (int n = 0; n < B; n++) {
           const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
           float *dx = dinp + ((size_t)n * C + c) * S;
-          for (int i = 0; i < S; i++) {   // r as before 'write' existed: the same bits
-            float r = k * go[i] + a * x[i] + b;
-            dx[i] = write ? r : dx[i] + r;
-          }
+          const float *yc = y ? y + ((size_t)n * C + c) * S : NULL;
+          if (!yc)
+            for (int i = 0; i < S; i++) {   // r as before 'write' existed: the same bits
+              float r = k * go[i] + a * x[i] + b;
+              dx[i] = write ? r : dx[i] + r;
+            }
+          else
+            for (int i = 0; i < S; i++) {
+              float g = MASKED(go, yc, i, lo, hi), r = k * g + a * x[i] + b;
+              dx[i] = write ? r : dx[i] + r;
+            }
         }
     }
     if (ka) {   // the second pass over all B*C planes (the first had only C tasks)
@@ -174,21 +220,30 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
       for (int64_t p = 0; p < (int64_t)B * C; p++) {
         int c = (int)(p % C);
         const float *x = inp + (size_t)p * S, *go = dout + (size_t)p * S;
+        const float *yp = y ? y + (size_t)p * S : NULL;
         float *dx = dinp + (size_t)p * S;
         int i = 0;
 #ifdef VEC8
         __m256 vk = _mm256_set1_ps(ka[3 * c]), va = _mm256_set1_ps(ka[3 * c + 1]);
         __m256 vb = _mm256_set1_ps(ka[3 * c + 2]);
+        __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
         for (; i + 8 <= S; i += 8) {
-          __m256 r = _mm256_fmadd_ps(vk, _mm256_loadu_ps(go + i),
+          __m256 r = _mm256_fmadd_ps(vk, vmasked(go, yp, i, vl, vh),
                                      _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
           _mm256_storeu_ps(dx + i, write ? r : _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
         }
 #endif
-        for (; i < S; i++) {
-          float r = ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
-          dx[i] = write ? r : dx[i] + r;
-        }
+        if (!yp)
+          for (; i < S; i++) {
+            float r = ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
+            dx[i] = write ? r : dx[i] + r;
+          }
+        else
+          for (; i < S; i++) {
+            float g = MASKED(go, yp, i, lo, hi);
+            float r = ka[3 * c] * g + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
+            dx[i] = write ? r : dx[i] + r;
+          }
       }
     }
   }
@@ -197,7 +252,8 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
 void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
                          const float *inp, const float *mean, const float *invstd,
                          const float *gamma, int B, int C, int S, int training) {
-  bn_backward(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, B, C, S, training, 0);
+  bn_backward(dinp, dgamma, dbeta, dout, NULL, 0, 0, inp, mean, invstd, gamma, B, C, S,
+              training, 0);
 }
 
 // The textbook chain rule through var and mean (Ioffe & Szegedy, 2015), training mode only;
@@ -240,15 +296,17 @@ void batchnorm_backward_ref (float *dinp, float *dgamma, float *dbeta, const flo
 ** Builder and tape node
 ** =================================================================== */
 
-typedef struct { int B, C, S, training; } bn_info;
+typedef struct { int B, C, S, training, clamp; float lo, hi; } bn_info;
 
-// saved: [0] contiguous x, [1] mean (C), [2] invstd (C), [3] contiguous gamma or NULL.
+// saved: [0] contiguous x, [1] mean (C), [2] invstd (C), [3] contiguous gamma or NULL,
+// [4] the output when a clamp is fused (its gradient mask).
 static trl_status bn_bwd (trl_node *node, const trl_tensor *gout, trl_tensor **gin) {
   const bn_info *in = (const bn_info *)node->payload;
-  trl_tensor *gc = NULL, *gamma = node->saved[3];
+  trl_tensor *gc = NULL, *gamma = node->saved[3], *y = node->saved[4];
   if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
   bn_backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
               gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
+              y ? trl_f32(y) : NULL, in->lo, in->hi,
               trl_f32(node->saved[0]), trl_f32(node->saved[1]), trl_f32(node->saved[2]),
               gamma ? trl_f32(gamma) : NULL, in->B, in->C, in->S, in->training,
               (int)(node->fresh & 1u));   // a fresh dx is written (overwrites, below)
@@ -291,8 +349,10 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
   if (x->shape[0] * S == 0 || x->shape[0] > INT32_MAX || x->shape[1] > INT32_MAX || S > INT32_MAX)
     return trl_fail(TRL_ESHAPE, "batchnorm: expected a non-empty batch of sane size, x is %s",
                     trl_tensor_shape_str(xs, x));
+  if (p->clamp && !(p->lo <= p->hi))
+    return trl_fail(TRL_EARG, "batchnorm: clamp bounds %g > %g", p->lo, p->hi);
   bn_info info = { (int)x->shape[0], (int)x->shape[1], (int)S,
-                   p->training && !p->use_global_stats };
+                   p->training && !p->use_global_stats, p->clamp != 0, p->lo, p->hi };
   int C = info.C;
   trl_tensor *xc = NULL, *gc = NULL, *bc = NULL, *mean = NULL, *invstd = NULL, *y = NULL;
   trl_status st;
@@ -315,8 +375,8 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
   } else {
     for (int c = 0; c < C; c++) mu[c] = rm[c], is[c] = 1.0f / sqrtf(rv[c] + p->eps);
   }
-  batchnorm_forward(trl_f32(y), trl_f32(xc), mu, is, gc ? trl_f32(gc) : NULL,
-                    bc ? trl_f32(bc) : NULL, info.B, C, info.S);
+  bn_forward(trl_f32(y), trl_f32(xc), mu, is, gc ? trl_f32(gc) : NULL,
+             bc ? trl_f32(bc) : NULL, info.B, C, info.S, info.clamp, info.lo, info.hi);
   trl_node *node;
   trl_tensor *in[3] = { x, gamma, beta };
   if ((st = trl_tape_record(&node, y, TRL_OP_BATCHNORM, bn_bwd, 3, in, sizeof info)) != TRL_OK)
@@ -328,6 +388,7 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
     trl_node_save(node, 1, mean);
     trl_node_save(node, 2, invstd);
     if (gc) trl_node_save(node, 3, gc);
+    if (info.clamp) trl_node_save(node, 4, y);
     st = trl_node_drop_values(node, 1u);   // backward reads the saved x, not the input
   }
 done:

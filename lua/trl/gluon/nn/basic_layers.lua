@@ -71,10 +71,11 @@ M.HybridSequential = HybridSequential
 HybridSequential.__init = Sequential.__init
 HybridSequential.add = Sequential.add
 
--- Hybridized, in predict mode and not recording: Conv2D-BatchNorm-ReLU runs fused (nn/fused.lua).
+-- Hybridized: Conv2D-BatchNorm-ReLU runs fused in inference, BatchNorm-ReLU as one op in
+-- training (nn/fused.lua).
 function HybridSequential:forward(x)
+  if rawget(self, '_active') ~= true then return Sequential.forward(self, x) end
   local fused = require 'trl.gluon.nn.fused'
-  if not fused.on(self) then return Sequential.forward(self, x) end
   local blocks = {}
   for i, n in ipairs(self._child_names) do blocks[i] = self._children[n] end
   return fused.sequential(blocks, x)
@@ -322,7 +323,11 @@ function BatchNorm:__init(opts)
   end)
 end
 
-function BatchNorm:forward(x)
+function BatchNorm:forward(x) return self:_forward(x) end
+
+-- _forward(x, lo, hi): the BatchNorm, then (when lo or hi is given) a clamp to [lo, hi] fused
+-- into the same op (nn/fused.lua: BatchNorm-ReLU of a hybridized net).
+function BatchNorm:_forward(x, lo, hi)
   local shape = x:shape()
   local axis = self._axis < 0 and #shape + 1 + self._axis or self._axis
   if axis < 1 or axis > #shape or #shape < 2 then
@@ -344,7 +349,7 @@ function BatchNorm:forward(x)
     not self._fix_gamma and gamma or nil, self.beta:data(),
     self.running_mean:data(), self.running_var:data(),
     {eps = self._eps, momentum = self._momentum, training = autograd.is_training(),
-     use_global_stats = self._use_global_stats})
+     use_global_stats = self._use_global_stats, lo = lo, hi = hi})
   if axis ~= 2 then out = out:transpose(2, axis) end
   return out
 end

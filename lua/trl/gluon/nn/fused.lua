@@ -6,10 +6,13 @@ autograd.record and in predict mode, runs
                                         output while it is in cache (no BN or ReLU pass, no
                                         intermediate tensors; the weights are not modified),
   BatchNorm -> ReLU / ReLU6             as one pass.
+While training or recording, a hybridized BatchNorm -> ReLU / ReLU6 is one op that clamps
+its output and masks the gradient (lo < y < hi) inside BatchNorm's backward: same outputs and,
+for ReLU, the same gradients bit for bit (ReLU6 differs only where its input is exactly 0 or 6).
 HybridSequential finds these runs among its children; the zoo's ResNet blocks call
-conv_bn_act / bn_act themselves. Anything else (training, recording, a block that is not
-hybridized, a layer whose shapes are not known yet) runs the layers one by one. Folding
-BN needs no snapshot, so weights changed after hybridize() are always the ones used.
+conv_bn_act / bn_act themselves. Anything else (a block that is not hybridized, a layer whose
+shapes are not known yet) runs the layers one by one. Folding BN needs no snapshot, so
+weights changed after hybridize() are always the ones used.
 ]]
 local autograd = require 'trl.autograd'
 
@@ -51,6 +54,15 @@ local function apply(act, x)
   return act(x)
 end
 
+-- act(bn(x)) for a hybridized bn while training or recording: the clamp fused into BatchNorm.
+local function bn_clamped(bn, act, x)
+  local lo, hi = bounds(act)
+  if act ~= nil and lo and rawget(bn, '_active') == true and bn._class_name == 'BatchNorm' then
+    return bn:_forward(x, lo, hi)
+  end
+  return apply(act, bn(x))
+end
+
 -- conv_bn_act(conv, bn, act, x) = act(bn(conv(x))), fused when it can be; bn and act may be
 -- nil, act is a block or 'relu'.
 function M.conv_bn_act(conv, bn, act, x)
@@ -69,7 +81,7 @@ function M.conv_bn_act(conv, bn, act, x)
     end
   end
   x = conv(x)
-  if bn then x = bn(x) end
+  if bn then return bn_clamped(bn, act, x) end
   return apply(act, x)
 end
 
@@ -81,7 +93,7 @@ function M.bn_act(bn, act, x)
     local ref = #shape >= 2 and bn_ref(bn, shape[2])
     if ref then return nn_ops().bn_act(x, ref, {lo = lo, hi = hi}) end
   end
-  return apply(act, bn(x))
+  return bn_clamped(bn, act, x)
 end
 
 -- sequential(blocks, x): the children of a hybridized HybridSequential, in order, with the
