@@ -5,9 +5,9 @@ Train: one step is forward + backward + SGD update (gluon.Trainer) under autogra
 Infer: forward in predict mode, no recording. Prints medians of REPS steps after 2 warm-up
 steps, the peak RSS (VmHWM) and tensor bytes, and with 'profile' a per-layer table: each leaf
 layer timed alone on the input shape it saw in the network (forward, and forward + backward).
-Inference runs the net hybridized (Conv-BN-ReLU fused, as Gluon users call hybridize before
-inference); with 'hybrid' it runs plain and hybridized alternately, REPS rounds, and prints
-both medians and their ratio. Model: the zoo's resnet18_v2, or MODEL=mobilenet_v2 for
+The net is hybridized, as d2l's train_fine_tuning does (Conv-BN-ReLU fused in inference,
+BN-ReLU as one op in training); with 'hybrid', inference runs plain and hybridized
+alternately, REPS rounds, and prints both medians and their ratio. Model: the zoo's resnet18_v2, or MODEL=mobilenet_v2 for
 mobilenet_v2_1.0.
 ]]
 local trl = require 'trl'
@@ -60,12 +60,8 @@ end
 
 local function predict() return autograd.predict_mode(function() return net(x) end) end
 
-local function infer_step()
-  net:hybridize()
-  local y = predict()
-  net:hybridize(false)
-  return y
-end
+local infer_step = predict
+net:hybridize()
 
 local function bench(step, name)
   for _ = 1, 2 do step() end
@@ -102,7 +98,7 @@ if (mode == 'both' or mode == 'infer') and hybrid then
       t[h][r] = trl.clock() - t0
     end
   end
-  net:hybridize(false)
+  net:hybridize()
   local p, f = B / median(t[false]), B / median(t[true])
   print(string.format('infer  batch %3d: %7.2f img/s plain, %7.2f img/s hybridized (%.2fx), '
     .. 'alternating, medians of %d', B, p, f, f / p, reps))
