@@ -95,6 +95,39 @@ static inline int argmax_window (const float *x, int W, int h0, int h1, int w0, 
   return best;
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+// Even and odd floats of p[0..15].
+static inline void deinterleave (const float *p, __m256 *ev, __m256 *od) {
+  __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
+      _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), 0xd8));
+  *od = _mm256_castpd_ps(_mm256_permute4x64_pd(
+      _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8));
+}
+
+// Outputs [ow, ow + 8) of row oh of a 3-wide, stride-2 max pool (ResNet's 3x3/2 pool), or
+// return 0 when they need columns outside the row. Same result as the scalar loop, NaNs and
+// signed zeros included: max_ps(v, m) keeps m on ties and when v is NaN.
+static int maxpool_3s2_row8 (float *o, const float *x, int ow, int h0, int h1,
+                             const trl_pool_geom *g) {
+  int base = 2 * ow - g->pw;
+  if (base < 0 || base + 18 > g->W) return 0;
+  __m256 m = _mm256_set1_ps(-INFINITY);
+  for (int ih = h0; ih < h1; ih++) {
+    __m256 e0, o0, e1, o1;
+    deinterleave(x + (size_t)ih * g->W + base, &e0, &o0);       // columns 2t, 2t+1
+    deinterleave(x + (size_t)ih * g->W + base + 2, &e1, &o1);   // column 2t+2
+    m = _mm256_max_ps(e0, m);
+    m = _mm256_max_ps(o0, m);
+    m = _mm256_max_ps(e1, m);
+  }
+  _mm256_storeu_ps(o, m);
+  return 1;
+}
+#endif
+
 // out is (B,C,OH,OW), inp is (B,C,H,W).
 void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g) {
   int HW = g->H * g->W, L = g->OH * g->OW;
@@ -105,6 +138,15 @@ void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g) {
     for (int oh = 0; oh < g->OH; oh++)
       for (int ow = 0; ow < g->OW; ow++) {
         int h0, h1, w0, w1;
+#if defined(__AVX2__) && defined(__FMA__)
+        if (g->kw == 3 && g->sw == 2 && ow + 8 <= g->OW) {
+          window(g, oh, ow, &h0, &h1, &w0, &w1);
+          if (maxpool_3s2_row8(o + oh * g->OW + ow, x, ow, h0, h1, g)) {
+            ow += 7;
+            continue;
+          }
+        }
+#endif
         window(g, oh, ow, &h0, &h1, &w0, &w1);
         float m = -INFINITY;
         for (int ih = h0; ih < h1; ih++)

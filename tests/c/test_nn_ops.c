@@ -285,6 +285,28 @@ static void test_pool_kernels (void) {
   pool_case(1, 2, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1);
   pool_case(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1);
   pool_case(2, 16, 32, 32, 3, 3, 2, 2, 1, 1, 0, 1, 0);    // big: OpenMP planes
+  // wide 3-wide stride-2 rows (8 outputs at a time with AVX2): pad 1 and 0, ceil, 2x3
+  pool_case(2, 3, 37, 41, 3, 3, 2, 2, 1, 1, 0, 1, 0);
+  pool_case(1, 2, 20, 40, 3, 3, 2, 2, 0, 0, 1, 1, 0);
+  pool_case(1, 2, 15, 50, 2, 3, 1, 2, 1, 1, 0, 1, 0);
+  {   // NaNs never win and ties keep the first value (here -0 before +0), as the scalar loop
+    trl_pool_geom g;
+    trl_tensor fake = { .dtype = TRL_F32, .ndim = 4, .shape = {1, 1, 3, 40} };
+    trl_pool_params q = { {3, 3}, {2, 2}, {1, 1}, 0, 1 };
+    float x[120], y[20];
+    for (int i = 0; i < 120; i++) x[i] = i % 7 == 0 ? NAN : (i % 2 ? -0.0f : 0.0f) - (i % 5);
+    pool2d_check(&g, "maxpool2d", &fake, &q);
+    maxpool2d_forward(y, x, &g);
+    int bad = 0;
+    for (int ow = 0; ow < g.OW; ow++) {   // output row 0 sees input rows 0 and 1
+      float m = -INFINITY;
+      for (int ih = 0; ih < 2; ih++)
+        for (int iw = 2 * ow - 1; iw <= 2 * ow + 1; iw++)
+          if (iw >= 0 && iw < 40 && x[ih * 40 + iw] > m) m = x[ih * 40 + iw];
+      bad += memcmp(&m, &y[ow], sizeof m) != 0;
+    }
+    CHECK(bad == 0, "3x3/2 max pool with NaNs and signed zeros: %d outputs differ", bad);
+  }
   for (int t = 0; t < 12; t++) {
     int kh = irand(1, 4), kw = irand(1, 4), H = irand(1, 9), W = irand(1, 9);
     int ph = irand(0, kh / 2), pw = irand(0, kw / 2);
