@@ -141,23 +141,9 @@ static void bn_forward (float *out, const float *inp, const float *mean, const f
     int c = (int)(p % C);
     float scale = (gamma ? gamma[c] : 1.0f) * invstd[c];
     float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
-    const float *x = inp + (size_t)p * S;
-    float *o = out + (size_t)p * S;
-    int i = 0;
-#ifdef VEC8
-    __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(shift);
-    __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
-    for (; i + 8 <= S; i += 8) {
-      __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vb);
-      if (clamp) v = _mm256_min_ps(_mm256_max_ps(v, vl), vh);
-      _mm256_storeu_ps(o + i, v);
-    }
-#endif
-    for (; i < S; i++) {
-      float v = x[i] * scale + shift;
-      if (clamp) { v = v > lo ? v : lo; v = v < hi ? v : hi; }
-      o[i] = v;
-    }
+    // one (n, c) plane: the same fmadd-then-clamp as the inference epilogue (same bits)
+    trl_epilogue e = { &scale, &shift, clamp ? lo : -INFINITY, clamp ? hi : INFINITY };
+    trl_epilogue_row(out + (size_t)p * S, inp + (size_t)p * S, &e, 0, S);
   }
 }
 
