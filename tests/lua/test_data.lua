@@ -323,7 +323,9 @@ end)
 test('DataLoader: workers start and are joined; break; GC', function()
   local base = threads()
   local ds = vision.ImageFolderDataset(root):transform_first(T.Compose{ T.Resize(8), T.ToTensor() })
-  local loader = data.DataLoader(ds, 2, { num_workers = 2 })
+  -- batch 1, prefetch 1: the workers wait for room in the ring while the loop holds its
+  -- first batch (with a ring as big as the data set they could finish and exit first)
+  local loader = data.DataLoader(ds, 1, { num_workers = 2, prefetch = 1 })
   for x in loader do
     assert(threads() == base + 2, 'two workers while iterating')
     break
