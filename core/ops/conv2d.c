@@ -728,9 +728,12 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
 // epilogue or NULL (not both); ws holds conv2d_workspace(g) floats.
 static void forward (float *out, const float *inp, const float *w, const float *b,
                      const trl_epilogue *e, float *ws, const trl_conv_geom *g) {
-  if (conv_kind(g) == DEPTHWISE || use_winograd(g)) {   // these take the epilogue afterwards
-    if (conv_kind(g) != DEPTHWISE) winograd_conv(out, inp, w, b, 0, 0, ws, wino_threads(), g);
-    else if (is_dw3(g)) dw3_forward(out, inp, w, b, g);
+  if (use_winograd(g)) {   // the epilogue in the output transform
+    winograd_conv(out, inp, w, b, e, 0, 0, ws, wino_threads(), g);
+    return;
+  }
+  if (conv_kind(g) == DEPTHWISE) {   // the epilogue afterwards
+    if (is_dw3(g)) dw3_forward(out, inp, w, b, g);
     else depthwise_forward(out, inp, w, b, g);
     if (e) trl_epilogue_planes(out, out, e, g->B, g->OC, (int64_t)g->OH * g->OW);
     return;
@@ -788,7 +791,7 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
   if (!dinp && !dw) return;
   plan p = make_plan(g);
   if (wino_dx) {   // dx (+)= conv(dout, flipped w)
-    winograd_conv(dinp, dout, w, NULL, 1, !fresh, ws, wino_threads(), &t);
+    winograd_conv(dinp, dout, w, NULL, NULL, 1, !fresh, ws, wino_threads(), &t);
     dinp = NULL;
     if (!dw) return;
   }

@@ -1,10 +1,12 @@
 /*
-** conv_winograd.c: Winograd F(2x2,3x3) (Lavin & Gray, 2015) for conv2d.c. Each 2x2 output tile
+** conv_winograd.c: Winograd F(2x2,3x3) (Lavin & Gray, 2015) for conv2d.c, and the choice
+** between it and F(4x4,3x3) (conv_winograd4.c). Each 2x2 output tile
 ** reads a 4x4 input patch; V = B^T d B and U = G g G^T turn the conv into 16 independent
 ** GEMMs M[xi] (OC,T) = U[xi] (OC,C) x V[xi] (C,T) over tiles T, and Y = A^T M A. Threads split
-** the images as the im2col path does. Not here: strides, dilation, groups, F(4x4,3x3).
+** the images as the im2col path does. Not here: strides, dilation, groups.
 */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conv_winograd.h"
@@ -32,7 +34,15 @@ int winograd_applies (const trl_conv_geom *g) {
                                  // 4-tile rows cost more than the multiplies saved
 }
 
+// 4 for F(4x4,3x3), 2 for F(2x2,3x3): F(4x4) where the CPU has AVX-512, unless
+// TRL_CONV_WINOGRAD=2.
+static int variant (void) {
+  const char *e = getenv("TRL_CONV_WINOGRAD");
+  return e && e[0] == '2' ? 2 : wino4_cpu() ? 4 : 2;
+}
+
 size_t winograd_workspace (const trl_conv_geom *g, int nt) {
+  if (variant() == 4) return wino4_workspace(g, nt);
   size_t ld = (size_t)chunk_rows(g) * ((g->OW + 1) / 2) + SLACK;
   return (size_t)16 * g->OC * g->C + (size_t)nt * (16 * (g->C + g->OC) * ld + PADN(g));
 }
@@ -145,8 +155,9 @@ static void input_transform (float *V, int64_t ld, const float *inp, int r0, int
 
 // out (B,OC,OH,OW) gets (or adds) Y = A^T M A for tile rows [r0, r0+nr); M is (16,OC,ld);
 // buf holds 2 rows of 2*TW + 2*SLACK floats.
-static void output_transform (float *out, const float *M, int64_t ld, const float *b, int acc,
-                              int r0, int nr, float *buf, const trl_conv_geom *g) {
+static void output_transform (float *out, const float *M, int64_t ld, const float *b,
+                              const trl_epilogue *e, int acc, int r0, int nr, float *buf,
+                              const trl_conv_geom *g) {
   int TH = (g->OH + 1) / 2, TW = (g->OW + 1) / 2, BW = 2 * TW + 2 * SLACK;
   size_t plane = (size_t)g->OC * ld;
   for (int q = 0; q < nr; q++) {
@@ -194,14 +205,20 @@ static void output_transform (float *out, const float *M, int64_t ld, const floa
         float *row = o + (size_t)i * g->OW;
         const float *src = i ? b1 : b0;
         if (acc) for (int x = 0; x < g->OW; x++) row[x] += src[x];
+        else if (e) trl_epilogue_row(row, src, e, oc, g->OW);
         else memcpy(row, src, sizeof(float) * g->OW);
       }
     }
   }
 }
 
-void winograd_conv (float *out, const float *inp, const float *w, const float *b, int flip,
-                    int acc, float *ws, int nt, const trl_conv_geom *g) {
+void winograd_conv (float *out, const float *inp, const float *w, const float *b,
+                    const trl_epilogue *e, int flip, int acc, float *ws, int nt,
+                    const trl_conv_geom *g) {
+  if (variant() == 4) {
+    wino4_conv(out, inp, w, b, e, flip, acc, ws, nt, g);
+    return;
+  }
   int TH = (g->OH + 1) / 2, TW = (g->OW + 1) / 2, cr = chunk_rows(g);
   int64_t ld = (int64_t)cr * TW + SLACK;
   if (nt < 1) nt = 1;
@@ -223,7 +240,7 @@ void winograd_conv (float *out, const float *inp, const float *w, const float *b
       for (int xi = 0; xi < 16; xi++)
         trl_sgemm(0, 0, g->OC, n, g->C, 1.0f, U + (size_t)xi * g->OC * g->C, g->C,
                   V + (size_t)xi * g->C * ld, (int)ld, 0.0f, M + (size_t)xi * g->OC * ld, (int)ld);
-      output_transform(out, M, ld, b, acc, r0, nr, pad, g);
+      output_transform(out, M, ld, b, e, acc, r0, nr, pad, g);
     }
   }
   if (nt > 1) trl_blas_threads(prev);

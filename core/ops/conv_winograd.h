@@ -1,7 +1,8 @@
 /*
-** conv_winograd.h: Winograd F(2x2,3x3) convolution for conv2d.c (internal, not public API).
-** 3x3 kernels, stride 1, dilation 1, pad 0..2, one group: 16 GEMMs on transformed tiles
-** instead of 9 multiplies per output, 2.25x fewer multiplies than im2col + GEMM.
+** conv_winograd.h: Winograd convolution for conv2d.c (internal, not public API). 3x3 kernels,
+** stride 1, dilation 1, pad 0..2, one group: F(4x4,3x3) (36 GEMMs on transformed 6x6 tiles,
+** 4x fewer multiplies than im2col + GEMM) where the CPU has AVX-512, else F(2x2,3x3) (16 GEMMs,
+** 2.25x fewer).
 */
 #ifndef TRL_CONV_WINOGRAD_H
 #define TRL_CONV_WINOGRAD_H
@@ -18,7 +19,16 @@ size_t winograd_workspace (const trl_conv_geom *g, int nt);
 // the weight of the transposed conv: w is (C,OC,3,3) and each kernel is rotated 180 degrees
 // (the data gradient of a conv). 'acc' adds to out instead of overwriting it. 'nt' threads
 // split the images, each with single-threaded GEMMs.
-void winograd_conv (float *out, const float *inp, const float *w, const float *b, int flip,
-                    int acc, float *ws, int nt, const trl_conv_geom *g);
+void winograd_conv (float *out, const float *inp, const float *w, const float *b,
+                    const trl_epilogue *e, int flip, int acc, float *ws, int nt,
+                    const trl_conv_geom *g);
+
+// F(4x4,3x3) (conv_winograd4.c), which winograd_conv runs instead of F(2x2,3x3) where the CPU
+// has AVX-512 (wino4_cpu) unless TRL_CONV_WINOGRAD=2.
+int wino4_cpu (void);
+size_t wino4_workspace (const trl_conv_geom *g, int nt);
+void wino4_conv (float *out, const float *inp, const float *w, const float *b,
+                 const trl_epilogue *e, int flip, int acc, float *ws, int nt,
+                 const trl_conv_geom *g);
 
 #endif

@@ -2,11 +2,12 @@
 ** test_conv_fast.c: the fast conv2d paths against the naive '_ref' kernels: the batch split
 ** over threads (1 and 2 threads, chunks of several images per GEMM for small maps, private
 ** weight gradients summed at the end), pointwise and grouped convs, and Winograd F(2x2,3x3)
-** for 3x3 stride-1 convs (forward and data gradient), also against the im2col path
-** (TRL_CONV_WINOGRAD=0); repeated runs must give the same bits. Bounds: normwise relative
+** and F(4x4,3x3) for 3x3 stride-1 convs (forward and data gradient), also against the im2col
+** path (TRL_CONV_WINOGRAD=0); repeated runs must give the same bits. Bounds: normwise relative
 ** error (max|a-b| / max|b|) below 1e-4 for im2col + GEMM (float sums of up to a few thousand
-** terms) and below 2e-5 for Winograd, whose transforms add a few roundings per term (measured
-** about 1e-6 on U(-1,1) data).
+** terms), below 2e-5 for F(2x2,3x3), whose transforms add a few roundings per term (measured
+** about 1e-6 on U(-1,1) data), and below 5e-5 for F(4x4,3x3), whose transforms have entries
+** up to 8 and 1/24 (measured about 1e-5).
 */
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +75,22 @@ static double conv_case (trl_conv_geom g, int bias, double bound, const char *wh
   return worst;
 }
 
+// The epilogue fused into the conv (BN scale/shift, then a clamp) gives the same bits as the
+// conv followed by trl_epilogue_planes.
+static void epilogue_case (trl_conv_geom g) {
+  int64_t nx = (int64_t)g.B * g.C * g.H * g.W, nw = (int64_t)g.OC * g.C * g.KH * g.KW;
+  int64_t ny = (int64_t)g.B * g.OC * g.OH * g.OW;
+  float *x = frand(nx), *w = frand(nw), *sc = frand(2 * g.OC), *y = frand(ny), *y2 = frand(ny);
+  float *ws = malloc(sizeof(float) * (conv2d_workspace(&g) + 1));
+  trl_epilogue e = { sc, sc + g.OC, 0.0f, 0.25f };
+  conv2d_forward_epi(y, x, w, &e, ws, &g);
+  conv2d_forward(y2, x, w, NULL, ws, &g);
+  trl_epilogue_planes(y2, y2, &e, g.B, g.OC, (int64_t)g.OH * g.OW);
+  CHECK(memcmp(y, y2, sizeof(float) * ny) == 0, "winograd %s: fused epilogue differs from conv + epilogue",
+        getenv("TRL_CONV_WINOGRAD"));
+  free(x), free(w), free(sc), free(y), free(y2), free(ws);
+}
+
 int main (void) {
   for (int nt = 1; nt <= 2; nt++) {
     trl_set_num_threads(nt);
@@ -86,15 +103,29 @@ int main (void) {
     conv_case(geom(4, 64, 14, 14, 64, 3, 1, 1, 4), 1, 1e-4, "grouped");
     conv_case(geom(3, 8, 9, 9, 4, 3, 1, 1, 1), 1, 1e-4, "small (one thread)");
     conv_case(geom(1, 128, 12, 12, 64, 3, 2, 1, 1), 0, 1e-4, "one image");
-    // Winograd: odd and even maps, pads 0..2, bias, more channels than tiles and the reverse
-    double worst = 0;
-    worst = fmax(worst, conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, 2e-5, "winograd"));
-    worst = fmax(worst, conv_case(geom(3, 16, 13, 11, 24, 3, 1, 1, 1), 0, 2e-5, "winograd odd"));
-    worst = fmax(worst, conv_case(geom(2, 24, 12, 12, 16, 3, 1, 0, 1), 1, 2e-5, "winograd p0"));
-    worst = fmax(worst, conv_case(geom(2, 16, 10, 12, 16, 3, 1, 2, 1), 0, 2e-5, "winograd p2"));
-    worst = fmax(worst, conv_case(geom(1, 64, 20, 20, 32, 3, 1, 1, 1), 0, 2e-5, "winograd B1"));
-    worst = fmax(worst, conv_case(geom(5, 256, 10, 10, 8, 3, 1, 1, 1), 0, 2e-5, "winograd deep"));
-    printf("winograd: worst normwise relative error %.3g (bound 2e-5), %d threads\n", worst, nt);
+    // Winograd F(2x2,3x3) and, where the CPU has AVX-512, F(4x4,3x3) (TRL_CONV_WINOGRAD=2 / 4):
+    // odd and even maps, pads 0..2, bias, more channels than tiles and the reverse, rows of
+    // tiles that fill 8-tile groups partly and more than one
+    const char *variants[2] = { "2", "4" };
+    const double bounds[2] = { 2e-5, 5e-5 };
+    for (int v = 0; v < 2; v++) {
+      setenv("TRL_CONV_WINOGRAD", variants[v], 1);
+      double worst = 0, bd = bounds[v];
+      worst = fmax(worst, conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, bd, "winograd"));
+      worst = fmax(worst, conv_case(geom(3, 16, 13, 11, 24, 3, 1, 1, 1), 0, bd, "winograd odd"));
+      worst = fmax(worst, conv_case(geom(2, 24, 12, 12, 16, 3, 1, 0, 1), 1, bd, "winograd p0"));
+      worst = fmax(worst, conv_case(geom(2, 16, 10, 12, 16, 3, 1, 2, 1), 0, bd, "winograd p2"));
+      worst = fmax(worst, conv_case(geom(1, 64, 20, 20, 32, 3, 1, 1, 1), 0, bd, "winograd B1"));
+      worst = fmax(worst, conv_case(geom(5, 256, 10, 10, 8, 3, 1, 1, 1), 0, bd, "winograd deep"));
+      worst = fmax(worst, conv_case(geom(2, 12, 37, 45, 20, 3, 1, 1, 1), 1, bd, "winograd wide"));
+      worst = fmax(worst, conv_case(geom(1, 8, 70, 9, 8, 3, 1, 0, 1), 0, bd, "winograd tall"));
+      worst = fmax(worst, conv_case(geom(2, 64, 56, 56, 64, 3, 1, 1, 1), 0, bd, "winograd resnet"));
+      printf("winograd F(%sx%s,3x3)%s: worst normwise relative error %.3g (bound %g), %d threads\n",
+             variants[v], variants[v], v == 1 && !wino4_cpu() ? " (no AVX-512: ran F(2x2))" : "",
+             worst, bd, nt);
+      epilogue_case(geom(3, 16, 29, 30, 24, 3, 1, 1, 1));
+    }
+    unsetenv("TRL_CONV_WINOGRAD");
     // the same shapes through im2col: the switch works and both agree with ref
     setenv("TRL_CONV_WINOGRAD", "0", 1);
     conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, 1e-4, "winograd off");
