@@ -36,13 +36,13 @@ int winograd_applies (const trl_conv_geom *g) {
 
 // 4 for F(4x4,3x3), 2 for F(2x2,3x3): F(4x4) where the CPU has AVX-512, unless
 // TRL_CONV_WINOGRAD=2.
-static int variant (void) {
+int winograd_variant (void) {
   const char *e = getenv("TRL_CONV_WINOGRAD");
   return e && e[0] == '2' ? 2 : wino4_cpu() ? 4 : 2;
 }
 
 size_t winograd_workspace (const trl_conv_geom *g, int nt) {
-  if (variant() == 4) return wino4_workspace(g, nt);
+  if (winograd_variant() == 4) return wino4_workspace(g, nt);
   size_t ld = (size_t)chunk_rows(g) * ((g->OW + 1) / 2) + SLACK;
   return (size_t)16 * g->OC * g->C + (size_t)nt * (16 * (g->C + g->OC) * ld + PADN(g));
 }
@@ -215,7 +215,7 @@ static void output_transform (float *out, const float *M, int64_t ld, const floa
 void winograd_conv (float *out, const float *inp, const float *w, const float *b,
                     const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                     const trl_conv_geom *g) {
-  if (variant() == 4) {
+  if (winograd_variant() == 4) {
     wino4_conv(out, inp, w, b, e, flip, acc, ws, nt, g);
     return;
   }

@@ -11,6 +11,9 @@
 
 #include "nn.h"
 
+// 4 (F(4x4,3x3)) or 2 (F(2x2,3x3)): what winograd_conv runs on this CPU, TRL_CONV_WINOGRAD=2
+// forcing F(2x2,3x3).
+int winograd_variant (void);
 // True when 'g' is a conv that winograd_conv can run.
 int winograd_applies (const trl_conv_geom *g);
 // Floats of scratch winograd_conv needs with 'nt' threads.
@@ -30,5 +33,11 @@ size_t wino4_workspace (const trl_conv_geom *g, int nt);
 void wino4_conv (float *out, const float *inp, const float *w, const float *b,
                  const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                  const trl_conv_geom *g);
+// The weight gradient of a conv F(4x4,3x3) runs: dw (OC,C,3,3) += the correlation of inp
+// (B,C,H,W) with dout (B,OC,OH,OW), as 36 GEMMs over transformed tiles summed per thread
+// (static split: the same bits every run); ws holds wino4_wgrad_workspace(g, nt) floats.
+size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt);
+void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
+                  const trl_conv_geom *g);
 
 #endif

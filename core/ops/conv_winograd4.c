@@ -248,6 +248,149 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
     }
 }
 
+// A y for four values: the rows of A are (1,0,0,0), (1,1,1,1), (1,-1,1,-1), (1,2,4,8),
+// (1,-2,4,-8), (0,0,0,1): the transpose of the output transform, for the weight gradient.
+#define A4(o, y) do { \
+    __m256 p_ = _mm256_add_ps(y[0], y[2]), q_ = _mm256_add_ps(y[1], y[3]); \
+    __m256 r_ = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), y[2], y[0]); \
+    __m256 s_ = _mm256_fmadd_ps(_mm256_set1_ps(8.0f), y[3], _mm256_add_ps(y[1], y[1])); \
+    o[0] = y[0]; \
+    o[1] = _mm256_add_ps(p_, q_); \
+    o[2] = _mm256_sub_ps(p_, q_); \
+    o[3] = _mm256_add_ps(r_, s_); \
+    o[4] = _mm256_sub_ps(r_, s_); \
+    o[5] = y[3]; \
+  } while (0)
+
+// D is (OC,36,ld): A dY A^T for the 4x4 tiles of dout (B,OC,OH,OW) in tile rows [r0, r0+nr)
+// (zero past the map's edge).
+W4 static void dout_transform (float *D, int64_t ld, const float *dout, int r0, int nr,
+                               const trl_conv_geom *g) {
+  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4;
+  __m512i ix[4];
+  for (int j = 0; j < 4; j++)
+    ix[j] = _mm512_setr_epi32(j, 4 + j, 8 + j, 12 + j, 16 + j, 20 + j, 24 + j, 28 + j,
+                              0, 0, 0, 0, 0, 0, 0, 0);
+  for (int oc = 0; oc < g->OC; oc++)
+    for (int q = 0; q < nr; q++) {
+      int n = (r0 + q) / TH, y0 = 4 * ((r0 + q) % TH);
+      const float *x = dout + ((size_t)n * g->OC + oc) * g->OH * g->OW;
+      for (int k = 0; k < TW; k += 8) {
+        int x0 = 4 * k;
+        __mmask16 m0 = cols_mask(x0, g->OW), m1 = cols_mask(x0 + 16, g->OW);
+        __m256 y[4][4];   // y[i][j]: row i, column j of 8 tiles
+        for (int i = 0; i < 4; i++) {
+          __m512 a = _mm512_setzero_ps(), b = a;
+          if (y0 + i < g->OH) {
+            const float *p = x + (size_t)(y0 + i) * g->OW + x0;
+            a = _mm512_maskz_loadu_ps(m0, p), b = _mm512_maskz_loadu_ps(m1, p + 16);
+          }
+          for (int j = 0; j < 4; j++) y[i][j] = _mm512_castps512_ps256(_mm512_permutex2var_ps(a, ix[j], b));
+        }
+        __m256 z[6][4];   // z = A y (rows), then A z^T (columns)
+        for (int j = 0; j < 4; j++) {
+          __m256 col[4] = { y[0][j], y[1][j], y[2][j], y[3][j] }, o[6];
+          A4(o, col);
+          for (int r = 0; r < 6; r++) z[r][j] = o[r];
+        }
+        float *d = D + (size_t)oc * 36 * ld + (size_t)q * TW + k;
+        for (int r = 0; r < 6; r++) {
+          __m256 o[6];
+          A4(o, z[r]);
+          for (int c = 0; c < 6; c++) _mm256_storeu_ps(d + (r * 6 + c) * ld, o[c]);
+        }
+      }
+    }
+}
+
+// dw (OC,C,3,3) += G^T dU G for output channels [oc0, oc1); dU is (36,OC,C).
+W4 static void weight_grad_transform (float *dw, const float *dU, int oc0, int oc1,
+                                      const trl_conv_geom *g) {
+  size_t plane = (size_t)g->OC * g->C;
+  // G^T u for six values: the rows of G^T are (1/4,-1/6,-1/6,1/24,1/24,0),
+  // (0,-1/6,1/6,1/12,-1/12,0), (0,-1/6,-1/6,1/6,1/6,1)
+#define GT6(o, u) do { \
+    __m256 a_ = _mm256_add_ps(u[1], u[2]), b_ = _mm256_sub_ps(u[2], u[1]); \
+    __m256 c_ = _mm256_add_ps(u[3], u[4]), d_ = _mm256_sub_ps(u[3], u[4]); \
+    __m256 s6_ = _mm256_set1_ps(1.0f / 6); \
+    o[0] = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 4), u[0], \
+             _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 24), c_, _mm256_mul_ps(_mm256_set1_ps(-1.0f / 6), a_))); \
+    o[1] = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 12), d_, _mm256_mul_ps(s6_, b_)); \
+    o[2] = _mm256_add_ps(_mm256_mul_ps(s6_, _mm256_sub_ps(c_, a_)), u[5]); \
+  } while (0)
+  for (int oc = oc0; oc < oc1; oc++)
+    for (int c = 0; c < g->C; c += 8) {
+      int nc = g->C - c < 8 ? g->C - c : 8;
+      const float *u = dU + (size_t)oc * g->C + c;
+      __m256 t[3][6];   // t = G^T dU (rows), then G^T t^T (columns)
+      for (int j = 0; j < 6; j++) {
+        __m256 col[6], o[3];
+        for (int i = 0; i < 6; i++) {
+          if (nc == 8) col[i] = _mm256_loadu_ps(u + (i * 6 + j) * plane);
+          else {
+            float tmp[8] = { 0 };
+            memcpy(tmp, u + (i * 6 + j) * plane, sizeof(float) * nc);
+            col[i] = _mm256_loadu_ps(tmp);
+          }
+        }
+        GT6(o, col);
+        for (int a = 0; a < 3; a++) t[a][j] = o[a];
+      }
+      float r[9][8];
+      for (int a = 0; a < 3; a++) {
+        __m256 o[3];
+        GT6(o, t[a]);
+        for (int b = 0; b < 3; b++) _mm256_storeu_ps(r[a * 3 + b], o[b]);
+      }
+      float *d = dw + ((size_t)oc * g->C + c) * 9;
+      for (int l = 0; l < nc; l++)
+        for (int ab = 0; ab < 9; ab++) d[(size_t)l * 9 + ab] += r[ab][l];
+    }
+#undef GT6
+}
+
+size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) {
+  size_t ld = (size_t)chunk_rows(g) * ((g->OW + 3) / 4) + SLACK;
+  return (size_t)nt * (36 * (size_t)g->OC * g->C + 36 * (g->C + g->OC) * ld);
+}
+
+W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
+                     const trl_conv_geom *g) {
+  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = chunk_rows(g);
+  int64_t ld = (int64_t)cr * TW + SLACK;
+  if (nt < 1) nt = 1;
+  size_t uN = (size_t)36 * g->OC * g->C, per = uN + (size_t)36 * (g->C + g->OC) * ld;
+  int prev = nt > 1 ? trl_blas_threads(1) : 0;
+  #pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    float *dU = ws + (size_t)t * per, *V = dU + uN, *D = V + (size_t)36 * g->C * ld;
+    // a static split of the tile rows: each thread's sum covers the same tiles in every run,
+    // so dw has the same bits every time
+    int rows = g->B * TH, lo = (int)((int64_t)rows * t / nth), hi = (int)((int64_t)rows * (t + 1) / nth);
+    if (lo >= hi) memset(dU, 0, sizeof(float) * uN);
+    for (int r0 = lo; r0 < hi; r0 += cr) {
+      int nr = hi - r0 < cr ? hi - r0 : cr, nn = nr * TW;
+      input_transform(V, ld, inp, r0, nr, g);
+      dout_transform(D, ld, dout, r0, nr, g);
+      for (int xi = 0; xi < 36; xi++)   // dU[xi] (OC,C) += D[xi] (OC,T) x V[xi]^T (T,C)
+        trl_sgemm(0, 1, g->OC, g->C, nn, 1.0f, D + (size_t)xi * ld, (int)(36 * ld),
+                  V + (size_t)xi * ld, (int)(36 * ld), r0 == lo ? 0.0f : 1.0f,
+                  dU + (size_t)xi * g->OC * g->C, g->C);
+    }
+    #pragma omp barrier
+    // thread 0's dU gets the others', each thread summing a slice; then dw += G^T dU G
+    size_t s0 = uN * t / nth, s1 = uN * (t + 1) / nth;
+    for (int k = 1; k < nth; k++) {
+      const float *src = ws + (size_t)k * per;
+      for (size_t i = s0; i < s1; i++) ws[i] += src[i];
+    }
+    #pragma omp barrier
+    weight_grad_transform(dw, ws, g->OC * t / nth, g->OC * (t + 1) / nth, g);
+  }
+  if (nt > 1) trl_blas_threads(prev);
+}
+
 W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b,
                     const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                     const trl_conv_geom *g) {
@@ -281,6 +424,11 @@ W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b
 
 int wino4_cpu (void) { return 0; }
 size_t wino4_workspace (const trl_conv_geom *g, int nt) { (void)g, (void)nt; return 0; }
+size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) { (void)g, (void)nt; return 0; }
+void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
+                  const trl_conv_geom *g) {
+  (void)dw, (void)dout, (void)inp, (void)ws, (void)nt, (void)g;
+}
 void wino4_conv (float *out, const float *inp, const float *w, const float *b,
                  const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                  const trl_conv_geom *g) {
