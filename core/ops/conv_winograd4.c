@@ -36,13 +36,19 @@ int wino4_cpu (void) {
   return ok;
 }
 
+// Tile rows per group of 8 tiles: rows of 4 or 2 tiles (14x14 and 7x7 maps) share a group
+// with the next rows instead of leaving lanes empty.
+static int group_rows (int TW) { return TW == 4 ? 2 : TW == 2 ? 4 : 1; }
+
 // Tiles per GEMM: V and M of a chunk, 36 * (C + OC) floats per tile, near the 2 MiB L2.
 static int chunk_rows (const trl_conv_geom *g) {
   const char *ev = getenv("TRL_WINO4_BYTES");
   size_t bytes = ev ? (size_t)atol(ev) : (size_t)1536 * 1024;
   int tc = (int)(bytes / (36 * 4 * (size_t)(g->C + g->OC)));
   if (tc < 48) tc = 48;
-  int TW = (g->OW + 3) / 4, rows = (tc + TW - 1) / TW, all = g->B * ((g->OH + 3) / 4);
+  int TW = (g->OW + 3) / 4, S = group_rows(TW), rows = (tc + TW - 1) / TW;
+  int all = g->B * ((g->OH + 3) / 4);
+  rows = (rows + S - 1) / S * S;   // whole groups
   return rows < all ? rows : all;
 }
 
@@ -146,40 +152,92 @@ static inline __mmask16 cols_mask (int x0, int W) {
   return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
 }
 
+// p + off floats, where p + off may lie before the buffer: only masked loads and stores use it,
+// and their masks keep them inside.
+static inline const float *at (const float *p, int off) {
+  return (const float *)((uintptr_t)p + (intptr_t)off * (intptr_t)sizeof(float));
+}
+
+// A group's 32 floats from columns off.. of its rows: one row (S = 1: columns off + [0, 32)),
+// two (S = 2: off + [0, 16) of each) or four (S = 4: off + [0, 8) of each), into a (the first
+// 16) and b. A NULL row reads as zeros; mA / mB mask the columns (S > 1: mA for every row).
+W4 static inline void load_group (__m512 *a, __m512 *b, const float *const *p, int S, int off,
+                                  __mmask16 mA, __mmask16 mB) {
+  __m512 z = _mm512_setzero_ps();
+  if (S == 1) {
+    *a = p[0] ? _mm512_maskz_loadu_ps(mA, at(p[0], off)) : z;
+    *b = p[0] ? _mm512_maskz_loadu_ps(mB, at(p[0], off + 16)) : z;
+  } else if (S == 2) {
+    *a = p[0] ? _mm512_maskz_loadu_ps(mA, at(p[0], off)) : z;
+    *b = p[1] ? _mm512_maskz_loadu_ps(mA, at(p[1], off)) : z;
+  } else {
+    __m256 q[4];
+    for (int i = 0; i < 4; i++)
+      q[i] = p[i] ? _mm256_maskz_loadu_ps((__mmask8)mA, at(p[i], off)) : _mm256_setzero_ps();
+    *a = join(q[0], q[1]), *b = join(q[2], q[3]);
+  }
+}
+
+// The inverse of load_group: a and b to the group's rows (NULL: not stored).
+W4 static inline void store_group (float *const *p, int S, int off, __m512 a, __m512 b,
+                                   __mmask16 mA, __mmask16 mB) {
+  if (S == 1) {
+    if (p[0]) _mm512_mask_storeu_ps((float *)at(p[0], off), mA, a);
+    if (p[0]) _mm512_mask_storeu_ps((float *)at(p[0], off + 16), mB, b);
+  } else if (S == 2) {
+    if (p[0]) _mm512_mask_storeu_ps((float *)at(p[0], off), mA, a);
+    if (p[1]) _mm512_mask_storeu_ps((float *)at(p[1], off), mA, b);
+  } else {
+    __m256 q[4] = { _mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)),
+                    _mm512_castps512_ps256(b), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1)) };
+    for (int i = 0; i < 4; i++)
+      if (p[i]) _mm256_mask_storeu_ps((float *)at(p[i], off), (__mmask8)mA, q[i]);
+  }
+}
+
+// Phase j of 8 tiles (stride 4) from a|b: lanes 4t + j.
+W4 static inline __m256 phase (__m512 a, __m512 b, int j) {
+  __m512i ix = _mm512_add_epi32(_mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0),
+                                _mm512_set1_epi32(j));
+  return _mm512_castps512_ps256(_mm512_permutex2var_ps(a, ix, b));
+}
+
+// Tile row r0 + q of a chunk: image n, first map row 4 * ty (of the output; the input patch
+// starts pad rows higher).
+#define TILE_ROW(g, r, n, ty) int n = (r) / (((g)->OH + 3) / 4), ty = (r) % (((g)->OH + 3) / 4)
+
 // V is (C,36,ld): tile rows [r0, r0+nr) (row ty of image n is n*TH + ty) of inp (B,C,H,W).
 // Masked loads read the input rows in place: lanes outside the image (the padding) are zero
 // and are never touched.
 W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, int nr,
                                 const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4;
-  __m512i ix[4];
-  for (int j = 0; j < 4; j++)
-    ix[j] = _mm512_setr_epi32(j, 4 + j, 8 + j, 12 + j, 16 + j, 20 + j, 24 + j, 28 + j,
-                              0, 0, 0, 0, 0, 0, 0, 0);
+  int TW = (g->OW + 3) / 4, S = group_rows(TW);
   for (int c = 0; c < g->C; c++)
-    for (int q = 0; q < nr; q++) {
-      int n = (r0 + q) / TH, ty = (r0 + q) % TH, y0 = 4 * ty - g->ph;
-      const float *x = inp + ((size_t)n * g->C + c) * g->H * g->W;
+    for (int q = 0; q < nr; q += S) {
+      const float *x[4];
+      int y0[4];
+      for (int s = 0; s < S; s++) {   // the group's tile rows (past the chunk: none)
+        TILE_ROW(g, r0 + q + s, n, ty);
+        x[s] = q + s < nr ? inp + ((size_t)n * g->C + c) * g->H * g->W : NULL;
+        y0[s] = 4 * ty - g->ph;
+      }
       for (int k = 0; k < TW; k += 8) {
-        // columns 4k - pw + [0, 16), [16, 32), [4, 20), [20, 36): the six columns of 8 tiles
+        // columns 4k - pw + [0, 32) and + [4, 36): the six columns of 8 tiles
         int x0 = 4 * k - g->pw;
-        __mmask16 mk[4] = { cols_mask(x0, g->W), cols_mask(x0 + 16, g->W),
-                            cols_mask(x0 + 4, g->W), cols_mask(x0 + 20, g->W) };
-        __m256 h[6][6];   // h[r] = row r of the patch times B (columns), then V = B^T h
+        __mmask16 mA = cols_mask(x0, g->W), mB = S == 1 ? cols_mask(x0 + 16, g->W) : mA;
+        __mmask16 mC = cols_mask(x0 + 4, g->W), mD = S == 1 ? cols_mask(x0 + 20, g->W) : mC;
+        __m256 h[6][6];   // h[r] = row r of the patches times B (columns), then V = B^T h
         for (int r = 0; r < 6; r++) {
-          int yy = y0 + r;
-          __m512 a, b, cc, e;
-          if (yy < 0 || yy >= g->H) {
-            a = b = cc = e = _mm512_setzero_ps();
-          } else {   // the masked-off lanes may lie outside the buffer: they are not read
-            const float *p = (const float *)((uintptr_t)(x + (size_t)yy * g->W) +
-                                             (intptr_t)x0 * (intptr_t)sizeof(float));
-            a = _mm512_maskz_loadu_ps(mk[0], p), b = _mm512_maskz_loadu_ps(mk[1], p + 16);
-            cc = _mm512_maskz_loadu_ps(mk[2], p + 4), e = _mm512_maskz_loadu_ps(mk[3], p + 20);
+          const float *p[4];
+          for (int s = 0; s < S; s++) {
+            int yy = y0[s] + r;
+            p[s] = x[s] && yy >= 0 && yy < g->H ? x[s] + (size_t)yy * g->W : NULL;
           }
-          __m256 d[6];
-          for (int j = 0; j < 4; j++) d[j] = _mm512_castps512_ps256(_mm512_permutex2var_ps(a, ix[j], b));
-          for (int j = 0; j < 2; j++) d[4 + j] = _mm512_castps512_ps256(_mm512_permutex2var_ps(cc, ix[j], e));
+          __m512 a, b, cc, e;
+          load_group(&a, &b, p, S, x0, mA, mB);
+          load_group(&cc, &e, p, S, x0 + 4, mC, mD);
+          __m256 d[6] = { phase(a, b, 0), phase(a, b, 1), phase(a, b, 2), phase(a, b, 3),
+                          phase(cc, e, 0), phase(cc, e, 1) };
           BT6(h[r], d);
         }
         float *v = V + (size_t)c * 36 * ld + (size_t)q * TW + k;
@@ -189,7 +247,7 @@ W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, 
           for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * ld, o[i]);
         }
       }
-  }
+    }
 }
 
 // out (B,OC,OH,OW) gets (acc: += ) Y = A^T M A for tile rows [r0, r0+nr), plus the bias b or
@@ -197,41 +255,51 @@ W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, 
 W4 static void output_transform (float *out, const float *M, int64_t ld, const float *b,
                                  const trl_epilogue *e, int acc, int r0, int nr,
                                  const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4;
+  int TW = (g->OW + 3) / 4, S = group_rows(TW);
   // 4 output columns of 8 tiles back to 32 consecutive floats: y0|y1 and y2|y3 as two zmm
   __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
   __m512i hi = _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
   int clamp = e && (e->lo != -INFINITY || e->hi != INFINITY);
-  for (int oc = 0; oc < g->OC; oc++)
-    for (int q = 0; q < nr; q++) {
-      int n = (r0 + q) / TH, yy = 4 * ((r0 + q) % TH);
+  for (int oc = 0; oc < g->OC; oc++) {
+    __m512 vs = _mm512_set1_ps(e && e->scale ? e->scale[oc] : 1.0f);
+    __m512 vt = _mm512_set1_ps(e ? (e->shift ? e->shift[oc] : 0.0f) : b ? b[oc] : 0.0f);
+    __m512 vl = _mm512_set1_ps(e ? e->lo : 0), vh = _mm512_set1_ps(e ? e->hi : 0);
+    for (int q = 0; q < nr; q += S) {
+      float *o[4];
+      int yy[4];
+      for (int s = 0; s < S; s++) {
+        TILE_ROW(g, r0 + q + s, n, ty);
+        o[s] = q + s < nr ? out + ((size_t)n * g->OC + oc) * g->OH * g->OW : NULL;
+        yy[s] = 4 * ty;
+      }
       const float *m = M + (size_t)oc * 36 * ld + (size_t)q * TW;
-      float *o = out + ((size_t)n * g->OC + oc) * g->OH * g->OW + (size_t)yy * g->OW;
-      __m512 vs = _mm512_set1_ps(e && e->scale ? e->scale[oc] : 1.0f);
-      __m512 vt = _mm512_set1_ps(e ? (e->shift ? e->shift[oc] : 0.0f) : b ? b[oc] : 0.0f);
-      __m512 vl = _mm512_set1_ps(e ? e->lo : 0), vh = _mm512_set1_ps(e ? e->hi : 0);
-      int rows = g->OH - yy < 4 ? g->OH - yy : 4;
       for (int k = 0; k < TW; k += 8) {
-        __m256 s[4][6];   // s = A^T m (rows), then y = s A
+        __m256 s6[4][6];   // s = A^T m (rows), then y = s A
         for (int j = 0; j < 6; j++) {
           __m256 col[6];
           for (int r = 0; r < 6; r++) col[r] = _mm256_loadu_ps(m + (r * 6 + j) * ld + k);
           __m256 t[4];
           AT6(t, col);
-          for (int i = 0; i < 4; i++) s[i][j] = t[i];
+          for (int i = 0; i < 4; i++) s6[i][j] = t[i];
         }
-        int x0 = 4 * k, nx = g->OW - x0 < 32 ? g->OW - x0 : 32;
-        __mmask16 m0 = nx >= 16 ? 0xffff : (__mmask16)((1u << nx) - 1);
-        __mmask16 m1 = nx <= 16 ? 0 : nx >= 32 ? 0xffff : (__mmask16)((1u << (nx - 16)) - 1);
-        for (int i = 0; i < rows; i++) {
+        int x0 = 4 * k;
+        __mmask16 mA = cols_mask(x0, g->OW), mB = S == 1 ? cols_mask(x0 + 16, g->OW) : mA;
+        for (int i = 0; i < 4; i++) {
+          float *p[4];
+          int any = 0;
+          for (int s = 0; s < S; s++) {
+            p[s] = o[s] && yy[s] + i < g->OH ? o[s] + (size_t)(yy[s] + i) * g->OW : NULL;
+            any |= p[s] != NULL;
+          }
+          if (!any) continue;
           __m256 y[4];
-          AT6(y, s[i]);
+          AT6(y, s6[i]);
           __m512 z01 = join(y[0], y[1]), z23 = join(y[2], y[3]);
           __m512 a = _mm512_permutex2var_ps(z01, lo, z23), c = _mm512_permutex2var_ps(z01, hi, z23);
-          float *row = o + (size_t)i * g->OW + x0;
           if (acc) {
-            a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(m0, row));
-            c = _mm512_add_ps(c, _mm512_maskz_loadu_ps(m1, row + 16));
+            __m512 pa, pc;
+            load_group(&pa, &pc, (const float *const *)p, S, x0, mA, mB);
+            a = _mm512_add_ps(a, pa), c = _mm512_add_ps(c, pc);
           } else if (e) {   // the same fmadd-then-clamp as trl_epilogue_row (same bits)
             a = _mm512_fmadd_ps(a, vs, vt), c = _mm512_fmadd_ps(c, vs, vt);
             if (clamp) {
@@ -241,11 +309,11 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
           } else if (b) {
             a = _mm512_add_ps(a, vt), c = _mm512_add_ps(c, vt);
           }
-          _mm512_mask_storeu_ps(row, m0, a);
-          _mm512_mask_storeu_ps(row + 16, m1, c);
+          store_group(p, S, x0, a, c, mA, mB);
         }
       }
     }
+  }
 }
 
 // A y for four values: the rows of A are (1,0,0,0), (1,1,1,1), (1,-1,1,-1), (1,2,4,8),
@@ -266,26 +334,27 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
 // (zero past the map's edge).
 W4 static void dout_transform (float *D, int64_t ld, const float *dout, int r0, int nr,
                                const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4;
-  __m512i ix[4];
-  for (int j = 0; j < 4; j++)
-    ix[j] = _mm512_setr_epi32(j, 4 + j, 8 + j, 12 + j, 16 + j, 20 + j, 24 + j, 28 + j,
-                              0, 0, 0, 0, 0, 0, 0, 0);
+  int TW = (g->OW + 3) / 4, S = group_rows(TW);
   for (int oc = 0; oc < g->OC; oc++)
-    for (int q = 0; q < nr; q++) {
-      int n = (r0 + q) / TH, y0 = 4 * ((r0 + q) % TH);
-      const float *x = dout + ((size_t)n * g->OC + oc) * g->OH * g->OW;
+    for (int q = 0; q < nr; q += S) {
+      const float *x[4];
+      int y0[4];
+      for (int s = 0; s < S; s++) {
+        TILE_ROW(g, r0 + q + s, n, ty);
+        x[s] = q + s < nr ? dout + ((size_t)n * g->OC + oc) * g->OH * g->OW : NULL;
+        y0[s] = 4 * ty;
+      }
       for (int k = 0; k < TW; k += 8) {
         int x0 = 4 * k;
-        __mmask16 m0 = cols_mask(x0, g->OW), m1 = cols_mask(x0 + 16, g->OW);
+        __mmask16 mA = cols_mask(x0, g->OW), mB = S == 1 ? cols_mask(x0 + 16, g->OW) : mA;
         __m256 y[4][4];   // y[i][j]: row i, column j of 8 tiles
         for (int i = 0; i < 4; i++) {
-          __m512 a = _mm512_setzero_ps(), b = a;
-          if (y0 + i < g->OH) {
-            const float *p = x + (size_t)(y0 + i) * g->OW + x0;
-            a = _mm512_maskz_loadu_ps(m0, p), b = _mm512_maskz_loadu_ps(m1, p + 16);
-          }
-          for (int j = 0; j < 4; j++) y[i][j] = _mm512_castps512_ps256(_mm512_permutex2var_ps(a, ix[j], b));
+          const float *p[4];
+          for (int s = 0; s < S; s++)
+            p[s] = x[s] && y0[s] + i < g->OH ? x[s] + (size_t)(y0[s] + i) * g->OW : NULL;
+          __m512 a, b;
+          load_group(&a, &b, p, S, x0, mA, mB);
+          for (int j = 0; j < 4; j++) y[i][j] = phase(a, b, j);
         }
         __m256 z[6][4];   // z = A y (rows), then A z^T (columns)
         for (int j = 0; j < 4; j++) {
