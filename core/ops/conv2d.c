@@ -594,7 +594,7 @@ static int wino_threads (void) {
 // The weight gradient by F(4x4,3x3) too (4x fewer GEMM flops than im2col + GEMM).
 static int use_wino_wgrad (const trl_conv_geom *g) {
   const char *e = getenv("TRL_CONV_WINOGRAD_WGRAD");
-  return use_winograd(g) && winograd_variant() == 4 && !(e && e[0] == '0');
+  return use_winograd(g) && winograd_variant(g) == 4 && !(e && e[0] == '0');
 }
 
 size_t conv2d_workspace (const trl_conv_geom *g) {

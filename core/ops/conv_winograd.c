@@ -27,22 +27,26 @@ static int chunk_rows (const trl_conv_geom *g) {
 // Floats of a thread's row buffer: 4 padded input rows, or 2 output rows.
 #define PADN(g) (4 * ((size_t)(g)->OW + 3 + 2 * SLACK))
 
-int winograd_applies (const trl_conv_geom *g) {
-  return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
-         g->G == 1 && g->ph <= 2 && g->pw <= 2 && g->C >= 8 && g->OC >= 8 &&
-         g->OH * g->OW >= 100;   // 7x7 maps lost 0.7-0.8x: the weight transform and the
-                                 // 4-tile rows cost more than the multiplies saved
+// 4 for F(4x4,3x3), 2 for F(2x2,3x3), 0 for neither (im2col + GEMM). F(4x4) where the CPU has
+// AVX-512 (unless TRL_CONV_WINOGRAD=2), on maps of 7x7 and up with 64 tiles or more: with
+// fewer, the weight transform and the thin GEMMs cost more than the multiplies saved (one
+// 7x7 image has 4 tiles). F(2x2) on maps of 100 pixels and up: on 7x7 maps it ran 0.7-0.8x
+// im2col (the weight transform and the 4-tile rows).
+int winograd_variant (const trl_conv_geom *g) {
+  if (!(g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+        g->G == 1 && g->ph <= 2 && g->pw <= 2 && g->C >= 8 && g->OC >= 8)) return 0;
+  const char *e = getenv("TRL_CONV_WINOGRAD");
+  int64_t tiles4 = (int64_t)g->B * ((g->OH + 3) / 4) * ((g->OW + 3) / 4);
+  if (!(e && e[0] == '2') && wino4_cpu() && g->OH * g->OW >= 49 && tiles4 >= 64) return 4;
+  return g->OH * g->OW >= 100 ? 2 : 0;
 }
 
-// 4 for F(4x4,3x3), 2 for F(2x2,3x3): F(4x4) where the CPU has AVX-512, unless
-// TRL_CONV_WINOGRAD=2.
-int winograd_variant (void) {
-  const char *e = getenv("TRL_CONV_WINOGRAD");
-  return e && e[0] == '2' ? 2 : wino4_cpu() ? 4 : 2;
+int winograd_applies (const trl_conv_geom *g) {
+  return winograd_variant(g) != 0;
 }
 
 size_t winograd_workspace (const trl_conv_geom *g, int nt) {
-  if (winograd_variant() == 4) return wino4_workspace(g, nt);
+  if (winograd_variant(g) == 4) return wino4_workspace(g, nt);
   size_t ld = (size_t)chunk_rows(g) * ((g->OW + 1) / 2) + SLACK;
   return (size_t)16 * g->OC * g->C + (size_t)nt * (16 * (g->C + g->OC) * ld + PADN(g));
 }
@@ -215,7 +219,7 @@ static void output_transform (float *out, const float *M, int64_t ld, const floa
 void winograd_conv (float *out, const float *inp, const float *w, const float *b,
                     const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                     const trl_conv_geom *g) {
-  if (winograd_variant() == 4) {
+  if (winograd_variant(g) == 4) {
     wino4_conv(out, inp, w, b, e, flip, acc, ws, nt, g);
     return;
   }

@@ -11,9 +11,9 @@
 
 #include "nn.h"
 
-// 4 (F(4x4,3x3)) or 2 (F(2x2,3x3)): what winograd_conv runs on this CPU, TRL_CONV_WINOGRAD=2
-// forcing F(2x2,3x3).
-int winograd_variant (void);
+// What winograd_conv runs for 'g': 4 (F(4x4,3x3), on CPUs with AVX-512), 2 (F(2x2,3x3);
+// TRL_CONV_WINOGRAD=2 forces it) or 0 (neither: im2col + GEMM).
+int winograd_variant (const trl_conv_geom *g);
 // True when 'g' is a conv that winograd_conv can run.
 int winograd_applies (const trl_conv_geom *g);
 // Floats of scratch winograd_conv needs with 'nt' threads.

@@ -52,9 +52,37 @@ static int chunk_rows (const trl_conv_geom *g) {
   return rows < all ? rows : all;
 }
 
+// Layers with C + OC >= 256 (ResNet-18's 28x28, 14x14 and 7x7 stages) run as a team: all threads take
+// one chunk of about TEAM_TILES tiles together, the input transform split by channels, the 36
+// GEMMs by xi, the output transform by output channels. Chunks per thread (the other mode)
+// keep V and M in L2, but with 256+ channels a chunk holds only ~50 tiles and OpenBLAS
+// repacks each U[xi] (OC x C) for each of them: a quarter of the time went to packing.
+#define TEAM_TILES 512
+static int team_mode (const trl_conv_geom *g) {
+  const char *e = getenv("TRL_WINO4_TEAM");
+  if (e) return e[0] == '1';
+  return g->C + g->OC >= 256;
+}
+
+static int team_rows (const trl_conv_geom *g) {
+  int TW = (g->OW + 3) / 4, S = group_rows(TW), rows = (TEAM_TILES + TW - 1) / TW;
+  int all = g->B * ((g->OH + 3) / 4);
+  rows = (rows + S - 1) / S * S;
+  return rows < all ? rows : all;
+}
+
+// Tile rows per chunk and the floats of a chunk's V + M: per thread, or one for the team.
+static int chunk_of (const trl_conv_geom *g, int nt, size_t *vm) {
+  int team = team_mode(g), cr = team ? team_rows(g) : chunk_rows(g);
+  size_t ld = (size_t)cr * ((g->OW + 3) / 4) + SLACK;
+  *vm = (size_t)(team ? 1 : nt) * 36 * (g->C + g->OC) * ld;
+  return cr;
+}
+
 size_t wino4_workspace (const trl_conv_geom *g, int nt) {
-  size_t ld = (size_t)chunk_rows(g) * ((g->OW + 3) / 4) + SLACK;
-  return (size_t)36 * g->OC * g->C + (size_t)nt * 36 * (g->C + g->OC) * ld;
+  size_t vm;
+  chunk_of(g, nt, &vm);
+  return (size_t)36 * g->OC * g->C + vm;
 }
 
 // B^T d for six values: the rows of B^T are (4,0,-5,0,1,0), (0,-4,-4,1,1,0), (0,4,-4,-1,1,0),
@@ -206,13 +234,14 @@ W4 static inline __m256 phase (__m512 a, __m512 b, int j) {
 // starts pad rows higher).
 #define TILE_ROW(g, r, n, ty) int n = (r) / (((g)->OH + 3) / 4), ty = (r) % (((g)->OH + 3) / 4)
 
-// V is (C,36,ld): tile rows [r0, r0+nr) (row ty of image n is n*TH + ty) of inp (B,C,H,W).
+// V is (C,36,ld): tile rows [r0, r0+nr) (row ty of image n is n*TH + ty) of inp (B,C,H,W),
+// input channels [c0, c1).
 // Masked loads read the input rows in place: lanes outside the image (the padding) are zero
 // and are never touched.
 W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, int nr,
-                                const trl_conv_geom *g) {
+                                int c0, int c1, const trl_conv_geom *g) {
   int TW = (g->OW + 3) / 4, S = group_rows(TW);
-  for (int c = 0; c < g->C; c++)
+  for (int c = c0; c < c1; c++)
     for (int q = 0; q < nr; q += S) {
       const float *x[4];
       int y0[4];
@@ -251,16 +280,16 @@ W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, 
 }
 
 // out (B,OC,OH,OW) gets (acc: += ) Y = A^T M A for tile rows [r0, r0+nr), plus the bias b or
-// through the epilogue e; M is (OC,36,ld).
+// through the epilogue e, output channels [oc0, oc1); M is (OC,36,ld).
 W4 static void output_transform (float *out, const float *M, int64_t ld, const float *b,
-                                 const trl_epilogue *e, int acc, int r0, int nr,
-                                 const trl_conv_geom *g) {
+                                 const trl_epilogue *e, int acc, int r0, int nr, int oc0,
+                                 int oc1, const trl_conv_geom *g) {
   int TW = (g->OW + 3) / 4, S = group_rows(TW);
   // 4 output columns of 8 tiles back to 32 consecutive floats: y0|y1 and y2|y3 as two zmm
   __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
   __m512i hi = _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
   int clamp = e && (e->lo != -INFINITY || e->hi != INFINITY);
-  for (int oc = 0; oc < g->OC; oc++) {
+  for (int oc = oc0; oc < oc1; oc++) {
     __m512 vs = _mm512_set1_ps(e && e->scale ? e->scale[oc] : 1.0f);
     __m512 vt = _mm512_set1_ps(e ? (e->shift ? e->shift[oc] : 0.0f) : b ? b[oc] : 0.0f);
     __m512 vl = _mm512_set1_ps(e ? e->lo : 0), vh = _mm512_set1_ps(e ? e->hi : 0);
@@ -331,11 +360,11 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
   } while (0)
 
 // D is (OC,36,ld): A dY A^T for the 4x4 tiles of dout (B,OC,OH,OW) in tile rows [r0, r0+nr)
-// (zero past the map's edge).
+// (zero past the map's edge), output channels [oc0, oc1).
 W4 static void dout_transform (float *D, int64_t ld, const float *dout, int r0, int nr,
-                               const trl_conv_geom *g) {
+                               int oc0, int oc1, const trl_conv_geom *g) {
   int TW = (g->OW + 3) / 4, S = group_rows(TW);
-  for (int oc = 0; oc < g->OC; oc++)
+  for (int oc = oc0; oc < oc1; oc++)
     for (int q = 0; q < nr; q += S) {
       const float *x[4];
       int y0[4];
@@ -419,8 +448,34 @@ W4 static void weight_grad_transform (float *dw, const float *dU, int oc0, int o
 }
 
 size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) {
-  size_t ld = (size_t)chunk_rows(g) * ((g->OW + 3) / 4) + SLACK;
-  return (size_t)nt * (36 * (size_t)g->OC * g->C + 36 * (g->C + g->OC) * ld);
+  size_t vm;
+  chunk_of(g, nt, &vm);
+  return (size_t)(team_mode(g) ? 1 : nt) * 36 * g->OC * g->C + vm;
+}
+
+// The team version of wino4_wgrad: each xi's dU sum belongs to one thread (the same bits
+// every run), no private sums.
+W4 static void wgrad_team (float *dw, const float *dout, const float *inp, float *ws, int nt,
+                           const trl_conv_geom *g) {
+  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = team_rows(g), rows = g->B * TH;
+  int64_t ld = (int64_t)cr * TW + SLACK;
+  float *dU = ws, *V = dU + (size_t)36 * g->OC * g->C, *D = V + (size_t)36 * g->C * ld;
+  #pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    for (int r0 = 0; r0 < rows; r0 += cr) {
+      int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
+      input_transform(V, ld, inp, r0, nr, g->C * t / nth, g->C * (t + 1) / nth, g);
+      dout_transform(D, ld, dout, r0, nr, g->OC * t / nth, g->OC * (t + 1) / nth, g);
+      #pragma omp barrier
+      for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
+        trl_sgemm(0, 1, g->OC, g->C, nn, 1.0f, D + (size_t)xi * ld, (int)(36 * ld),
+                  V + (size_t)xi * ld, (int)(36 * ld), r0 == 0 ? 0.0f : 1.0f,
+                  dU + (size_t)xi * g->OC * g->C, g->C);
+      #pragma omp barrier
+    }
+    weight_grad_transform(dw, dU, g->OC * t / nth, g->OC * (t + 1) / nth, g);
+  }
 }
 
 W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
@@ -428,8 +483,13 @@ W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, 
   int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = chunk_rows(g);
   int64_t ld = (int64_t)cr * TW + SLACK;
   if (nt < 1) nt = 1;
-  size_t uN = (size_t)36 * g->OC * g->C, per = uN + (size_t)36 * (g->C + g->OC) * ld;
   int prev = nt > 1 ? trl_blas_threads(1) : 0;
+  if (team_mode(g)) {
+    wgrad_team(dw, dout, inp, ws, nt, g);
+    if (nt > 1) trl_blas_threads(prev);
+    return;
+  }
+  size_t uN = (size_t)36 * g->OC * g->C, per = uN + (size_t)36 * (g->C + g->OC) * ld;
   #pragma omp parallel num_threads(nt)
   {
     int t = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -440,8 +500,8 @@ W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, 
     if (lo >= hi) memset(dU, 0, sizeof(float) * uN);
     for (int r0 = lo; r0 < hi; r0 += cr) {
       int nr = hi - r0 < cr ? hi - r0 : cr, nn = nr * TW;
-      input_transform(V, ld, inp, r0, nr, g);
-      dout_transform(D, ld, dout, r0, nr, g);
+      input_transform(V, ld, inp, r0, nr, 0, g->C, g);
+      dout_transform(D, ld, dout, r0, nr, 0, g->OC, g);
       for (int xi = 0; xi < 36; xi++)   // dU[xi] (OC,C) += D[xi] (OC,T) x V[xi]^T (T,C)
         trl_sgemm(0, 1, g->OC, g->C, nn, 1.0f, D + (size_t)xi * ld, (int)(36 * ld),
                   V + (size_t)xi * ld, (int)(36 * ld), r0 == lo ? 0.0f : 1.0f,
@@ -463,7 +523,8 @@ W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, 
 W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b,
                     const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                     const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = chunk_rows(g);
+  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, team = team_mode(g), rows = g->B * TH;
+  int cr = team ? team_rows(g) : chunk_rows(g);
   int64_t ld = (int64_t)cr * TW + SLACK;
   if (nt < 1) nt = 1;
   float *U = ws;
@@ -474,16 +535,30 @@ W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b
     int t = omp_get_thread_num(), nth = omp_get_num_threads();
     weight_transform(U, w, flip, g->OC * t / nth, g->OC * (t + 1) / nth, g);
     #pragma omp barrier
-    float *V = U + (size_t)36 * g->OC * g->C + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
-    int rows = g->B * TH;   // chunks of 'cr' tile rows go out dynamically, as in conv2d.c
-    #pragma omp for schedule(dynamic, 1)
-    for (int r0 = 0; r0 < rows; r0 += cr) {
-      int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
-      input_transform(V, ld, inp, r0, nr, g);
-      for (int xi = 0; xi < 36; xi++)   // V and M keep a channel's 36 rows together
-        trl_sgemm(0, 0, g->OC, nn, g->C, 1.0f, U + (size_t)xi * g->OC * g->C, g->C,
-                  V + (size_t)xi * ld, (int)(36 * ld), 0.0f, M + (size_t)xi * ld, (int)(36 * ld));
-      output_transform(out, M, ld, b, e, acc, r0, nr, g);
+    if (team) {   // every chunk by all threads: channels, then xi, then output channels
+      float *V = U + (size_t)36 * g->OC * g->C, *M = V + (size_t)36 * g->C * ld;
+      for (int r0 = 0; r0 < rows; r0 += cr) {
+        int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
+        input_transform(V, ld, inp, r0, nr, g->C * t / nth, g->C * (t + 1) / nth, g);
+        #pragma omp barrier
+        for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
+          trl_sgemm(0, 0, g->OC, nn, g->C, 1.0f, U + (size_t)xi * g->OC * g->C, g->C,
+                    V + (size_t)xi * ld, (int)(36 * ld), 0.0f, M + (size_t)xi * ld, (int)(36 * ld));
+        #pragma omp barrier
+        output_transform(out, M, ld, b, e, acc, r0, nr, g->OC * t / nth, g->OC * (t + 1) / nth, g);
+        #pragma omp barrier
+      }
+    } else {   // chunks of 'cr' tile rows go out dynamically, as in conv2d.c
+      float *V = U + (size_t)36 * g->OC * g->C + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
+      #pragma omp for schedule(dynamic, 1)
+      for (int r0 = 0; r0 < rows; r0 += cr) {
+        int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
+        input_transform(V, ld, inp, r0, nr, 0, g->C, g);
+        for (int xi = 0; xi < 36; xi++)   // V and M keep a channel's 36 rows together
+          trl_sgemm(0, 0, g->OC, nn, g->C, 1.0f, U + (size_t)xi * g->OC * g->C, g->C,
+                    V + (size_t)xi * ld, (int)(36 * ld), 0.0f, M + (size_t)xi * ld, (int)(36 * ld));
+        output_transform(out, M, ld, b, e, acc, r0, nr, 0, g->OC, g);
+      }
     }
   }
   if (nt > 1) trl_blas_threads(prev);

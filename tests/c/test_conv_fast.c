@@ -21,6 +21,7 @@
 
 static int passed, failed;
 static double worst_dw;   // the worst weight-gradient error of the Winograd cases
+static int want_variant;  // the Winograd variant the "winograd" cases must run
 
 #define CHECK(cond, ...) do { \
     if (cond) passed++; \
@@ -52,7 +53,8 @@ static double conv_case (trl_conv_geom g, int bias, double bound, const char *wh
            g.C, g.H, g.W, g.OC, g.KH, g.sh, g.ph, g.G, bias ? " bias" : "", trl_get_num_threads());
   CHECK(worst < bound, "%s: forward differs from ref by %.3g", name, worst);
   if (strncmp(what, "winograd", 8) == 0)
-    CHECK(winograd_applies(&g), "%s: expected a conv that Winograd runs", name);
+    CHECK(winograd_variant(&g) == want_variant, "%s: expected Winograd F(%dx%d,3x3), got %d",
+          name, want_variant, want_variant, winograd_variant(&g));
   float *dx0 = frand(nx), *dw0 = frand(nw), *db0 = frand(g.OC);
   float *dx = fcopy(dx0, nx), *dw = fcopy(dw0, nw), *db = fcopy(db0, g.OC);
   conv2d_backward(dx, dw, bias ? db : NULL, r, x, w, ws, &g);
@@ -115,16 +117,21 @@ int main (void) {
       setenv("TRL_CONV_WINOGRAD", variants[v], 1);
       double worst = 0, bd = bounds[v];
       worst_dw = 0;
+      want_variant = v == 0 || !wino4_cpu() ? 2 : 4;   // shapes with >= 64 tiles of 4x4
       worst = fmax(worst, conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, bd, "winograd"));
-      worst = fmax(worst, conv_case(geom(3, 16, 13, 11, 24, 3, 1, 1, 1), 0, bd, "winograd odd"));
-      worst = fmax(worst, conv_case(geom(2, 24, 12, 12, 16, 3, 1, 0, 1), 1, bd, "winograd p0"));
-      worst = fmax(worst, conv_case(geom(2, 16, 10, 12, 16, 3, 1, 2, 1), 0, bd, "winograd p2"));
-      worst = fmax(worst, conv_case(geom(1, 64, 20, 20, 32, 3, 1, 1, 1), 0, bd, "winograd B1"));
-      worst = fmax(worst, conv_case(geom(5, 256, 10, 10, 8, 3, 1, 1, 1), 0, bd, "winograd deep"));
+      worst = fmax(worst, conv_case(geom(6, 16, 13, 11, 24, 3, 1, 1, 1), 0, bd, "winograd odd"));
+      worst = fmax(worst, conv_case(geom(8, 24, 12, 12, 16, 3, 1, 0, 1), 1, bd, "winograd p0"));
+      worst = fmax(worst, conv_case(geom(6, 16, 10, 12, 16, 3, 1, 2, 1), 0, bd, "winograd p2"));
+      worst = fmax(worst, conv_case(geom(1, 64, 36, 36, 32, 3, 1, 1, 1), 0, bd, "winograd B1"));
+      worst = fmax(worst, conv_case(geom(8, 256, 10, 10, 8, 3, 1, 1, 1), 0, bd, "winograd deep"));
       worst = fmax(worst, conv_case(geom(2, 12, 37, 45, 20, 3, 1, 1, 1), 1, bd, "winograd wide"));
-      worst = fmax(worst, conv_case(geom(1, 8, 70, 9, 8, 3, 1, 0, 1), 0, bd, "winograd tall"));
-      worst = fmax(worst, conv_case(geom(2, 64, 56, 56, 64, 3, 1, 1, 1), 0, bd, "winograd resnet"));
-      worst = fmax(worst, conv_case(geom(1, 8, 4, 30, 8, 3, 1, 1, 1), 1, bd, "winograd one tile row"));
+      worst = fmax(worst, conv_case(geom(2, 8, 70, 9, 8, 3, 1, 0, 1), 0, bd, "winograd tall"));
+      worst = fmax(worst, conv_case(geom(1, 32, 56, 56, 32, 3, 1, 1, 1), 0, bd, "winograd 56x56"));
+      worst = fmax(worst, conv_case(geom(1, 8, 4, 256, 8, 3, 1, 1, 1), 1, bd, "winograd one tile row"));
+      // F(4x4): C + OC >= 256 runs as a team; 14x14 and 7x7 maps put 2 and 4 tile rows in a group
+      worst = fmax(worst, conv_case(geom(4, 32, 14, 14, 224, 3, 1, 1, 1), 0, bd, "winograd team 14x14"));
+      if (want_variant == 4)   // F(2x2) leaves 7x7 maps to im2col
+        worst = fmax(worst, conv_case(geom(16, 32, 7, 7, 224, 3, 1, 1, 1), 1, bd, "winograd team 7x7"));
       printf("winograd F(%sx%s,3x3)%s: worst normwise relative error %.3g (bound %g), "
              "weight gradient %.3g (bound 1e-4), %d threads\n", variants[v], variants[v],
              v == 1 && !wino4_cpu() ? " (no AVX-512: ran F(2x2))" : "", worst, bd, worst_dw, nt);
@@ -133,8 +140,8 @@ int main (void) {
     unsetenv("TRL_CONV_WINOGRAD");
     // the same shapes through im2col: the switch works and both agree with ref
     setenv("TRL_CONV_WINOGRAD", "0", 1);
-    conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, 1e-4, "winograd off");
-    conv_case(geom(3, 16, 13, 11, 24, 3, 1, 1, 1), 0, 1e-4, "winograd off odd");
+    conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, 1e-4, "im2col, winograd off");
+    conv_case(geom(3, 16, 13, 11, 24, 3, 1, 1, 1), 0, 1e-4, "im2col, winograd off, odd");
     unsetenv("TRL_CONV_WINOGRAD");
   }
   printf("test_conv_fast: %d passed, %d failed\n", passed, failed);
