@@ -115,15 +115,17 @@ static void stride2_row (float *d, const float *s, int lo, int hi, int avail) {
   for (; ow < hi; ow++) d[ow] = s[2 * ow];
 }
 
-static void im2col (float *col, int64_t ld, const float *inp, int Cg, const trl_conv_geom *g) {
+// The columns of output rows [oh0, oh1) only: col is (Cg*KH*KW, ld), row oh at (oh - oh0)*OW.
+static void im2col_rows (float *col, int64_t ld, const float *inp, int Cg, int oh0, int oh1,
+                         const trl_conv_geom *g) {
   int rows = Cg * g->KH * g->KW;
   for (int r = 0; r < rows; r++) {
     int kw = r % g->KW, kh = (r / g->KW) % g->KH, c = r / (g->KH * g->KW);
     const float *src = inp + (size_t)c * g->H * g->W;
     int off = kw * g->dw - g->pw, lo, hi;
     col_range(&lo, &hi, off, g->sw, g->W, g->OW);
-    for (int oh = 0; oh < g->OH; oh++) {
-      float *d = col + (size_t)r * ld + (size_t)oh * g->OW;
+    for (int oh = oh0; oh < oh1; oh++) {
+      float *d = col + (size_t)r * ld + (size_t)(oh - oh0) * g->OW;
       int ih = oh * g->sh - g->ph + kh * g->dh;
       if (ih < 0 || ih >= g->H) {
         memset(d, 0, sizeof(float) * g->OW);
@@ -139,8 +141,14 @@ static void im2col (float *col, int64_t ld, const float *inp, int Cg, const trl_
   }
 }
 
-// dinp is (Cg,H,W), col is (Cg*KH*KW, ld) as in im2col: adds every entry back to its pixel.
-static void col2im (float *dinp, const float *col, int64_t ld, int Cg, const trl_conv_geom *g) {
+static void im2col (float *col, int64_t ld, const float *inp, int Cg, const trl_conv_geom *g) {
+  im2col_rows(col, ld, inp, Cg, 0, g->OH, g);
+}
+
+// dinp is (Cg,H,W), col is (Cg*KH*KW, ld) as in im2col_rows for output rows [oh0, oh1): adds
+// every entry back to its pixel.
+static void col2im_rows (float *dinp, const float *col, int64_t ld, int Cg, int oh0, int oh1,
+                         const trl_conv_geom *g) {
   for (int c = 0; c < Cg; c++) {
     float *dst = dinp + (size_t)c * g->H * g->W;
     for (int kh = 0; kh < g->KH; kh++)
@@ -148,11 +156,11 @@ static void col2im (float *dinp, const float *col, int64_t ld, int Cg, const trl
         const float *src = col + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
         int off = kw * g->dw - g->pw, lo, hi;
         col_range(&lo, &hi, off, g->sw, g->W, g->OW);
-        for (int oh = 0; oh < g->OH; oh++) {
+        for (int oh = oh0; oh < oh1; oh++) {
           int ih = oh * g->sh - g->ph + kh * g->dh;
           if (ih < 0 || ih >= g->H) continue;
           float *d = dst + (size_t)ih * g->W + off;
-          const float *s = src + (size_t)oh * g->OW;
+          const float *s = src + (size_t)(oh - oh0) * g->OW;
           if (g->sw == 1) for (int ow = lo; ow < hi; ow++) d[ow] += s[ow];
           else for (int ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
         }
@@ -630,6 +638,17 @@ static const float *gather_cols (float *col, const float *inp, int n, int m, int
   return col;
 }
 
+// Output rows per block when one image's im2col columns would outgrow the L2 cache (the
+// stem of a ResNet: 147 x 12544 floats, 7.4 MB): the columns of a block of rows stay in cache
+// between im2col and the GEMM instead of going out to memory and back. 0: not blocked.
+#define BLOCK_FLOATS (256 * 1024)
+static int block_rows (const plan *p, const trl_conv_geom *g) {
+  int K = g->C / g->G * g->KH * g->KW;
+  if (p->kind != GENERAL || p->nb != 1 || (int64_t)K * g->OH * g->OW <= 2 * BLOCK_FLOATS) return 0;
+  int rb = BLOCK_FLOATS / K / g->OW;
+  return rb < 1 ? 1 : rb;
+}
+
 // Forward for images [n0, n1): out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW),
 // b is (OC) or NULL; col/tmp are this thread's scratch. With 'e' (then b is NULL) each chunk's
 // output gets the epilogue while it is still in cache.
@@ -637,9 +656,27 @@ static void forward_range (float *out, const float *inp, const float *w, const f
                            const trl_epilogue *e, int n0, int n1, float *col, float *tmp,
                            const plan *p, const trl_conv_geom *g) {
   int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW, L = g->OH * g->OW;
+  int rb = block_rows(p, g);
   for (int n = n0; n < n1; n += p->nb) {
     int m = n1 - n < p->nb ? n1 - n : p->nb;
-    for (int grp = 0; grp < g->G; grp++) {
+    for (int grp = 0; rb && grp < g->G; grp++) {   // one image, rows [oh0, oh0 + nr) at a time
+      const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * g->H * g->W;
+      const float *wg = w + (size_t)grp * OCg * K;
+      float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
+      for (int oh0 = 0; oh0 < g->OH; oh0 += rb) {
+        int nr = g->OH - oh0 < rb ? g->OH - oh0 : rb, nc = nr * g->OW;
+        float *ob = o + (size_t)oh0 * g->OW;
+        im2col_rows(col, nc, x, Cg, oh0, oh0 + nr, g);
+        if (b)
+          for (int oc = 0; oc < OCg; oc++)
+            for (int i = 0; i < nc; i++) ob[(size_t)oc * L + i] = b[grp * OCg + oc];
+        trl_sgemm(0, 0, OCg, nc, K, 1.0f, wg, K, col, nc, b ? 1.0f : 0.0f, ob, L);
+        if (e)
+          for (int oc = 0; oc < OCg; oc++)
+            trl_epilogue_row(ob + (size_t)oc * L, ob + (size_t)oc * L, e, grp * OCg + oc, nc);
+      }
+    }
+    for (int grp = 0; !rb && grp < g->G; grp++) {
       const float *cols = gather_cols(col, inp, n, m, grp, p, g);
       const float *wg = w + (size_t)grp * OCg * K;
       float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
@@ -677,10 +714,29 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
                             const plan *p, const trl_conv_geom *g) {
   int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW;
   int L = g->OH * g->OW, HW = g->H * g->W;
+  int rb = block_rows(p, g);
   for (int n = n0; n < n1; n += p->nb) {
     int m = n1 - n < p->nb ? n1 - n : p->nb;
     int64_t ld = (int64_t)m * L;
-    for (int grp = 0; grp < g->G; grp++) {
+    for (int grp = 0; rb && grp < g->G; grp++) {   // one image, rows [oh0, oh0 + nr) at a time
+      const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * HW;
+      const float *wg = w + (size_t)grp * OCg * K;
+      const float *go = dout + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
+      float *dx = dinp ? dinp + ((size_t)n * g->C + (size_t)grp * Cg) * HW : NULL;
+      for (int oh0 = 0; oh0 < g->OH; oh0 += rb) {
+        int nr = g->OH - oh0 < rb ? g->OH - oh0 : rb, nc = nr * g->OW;
+        const float *gb = go + (size_t)oh0 * g->OW;
+        if (dwt) {   // dw_grp (OCg, K) += go block (OCg, nc) x cols^T (nc, K)
+          im2col_rows(col, nc, x, Cg, oh0, oh0 + nr, g);
+          trl_sgemm(0, 1, OCg, K, nc, 1.0f, gb, L, col, nc, 1.0f, dwt + (size_t)grp * OCg * K, K);
+        }
+        if (dx) {   // dcol (K, nc) = w_grp^T x go block, then back to pixels
+          trl_sgemm(1, 0, K, nc, OCg, 1.0f, wg, K, gb, L, 0.0f, col, nc);
+          col2im_rows(dx, col, nc, Cg, oh0, oh0 + nr, g);
+        }
+      }
+    }
+    for (int grp = 0; !rb && grp < g->G; grp++) {
       const float *wg = w + (size_t)grp * OCg * K;
       const float *go = dout + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
       float *dx = dinp ? dinp + ((size_t)n * g->C + (size_t)grp * Cg) * HW : NULL;
@@ -706,7 +762,7 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
       for (int i = 0; i < m; i++) {
         float *dxi = dx + (size_t)i * g->C * HW;
         const float *ci = col + (size_t)i * L;
-        if (p->kind == GENERAL) col2im(dxi, ci, ld, Cg, g);
+        if (p->kind == GENERAL) col2im_rows(dxi, ci, ld, Cg, 0, g->OH, g);
         else
           for (int c = 0; c < Cg; c++) {
             float *d = dxi + (size_t)c * HW;
