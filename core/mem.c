@@ -5,8 +5,9 @@
 ** iteration stops paying for mmap and page faults after warm-up (PyTorch's caching allocator
 ** does the same). The cache may hold any amount as long as live + cached bytes stay within the
 ** peak of live bytes plus a slack ($TRL_CACHE_MB, default 256): a step frees in backward what
-** the next forward allocates again, and the process stays near its peak of live tensors (a
-** miss evicts cached blocks of other sizes before it grows past that bound).
+** the next forward allocates again, and the process stays near its peak of live tensors. Past
+** that bound the least recently freed blocks go back to malloc first (shapes no longer in use),
+** never the ones the current step keeps reusing.
 ** The hooks run on the thread that installed them only; workers never call them:
 ** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
 ** and a full GC runs when malloc fails or tensor memory passes the soft limit.
@@ -15,6 +16,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "mem.h"
 
@@ -22,7 +26,9 @@
 #define NCLASS 160                    // 4 classes per power of two, 64 KiB .. 2^56
 #define SLACK_DEFAULT ((size_t)256 << 20)  // live + cached <= peak live + this ($TRL_CACHE_MB)
 
-typedef struct block { struct block *next; } block;
+// A cached block: its first bytes link it into its class's list (newest first) and record
+// when it was freed, so eviction can take the least recently freed blocks first.
+typedef struct block { struct block *next; uint64_t stamp; } block;
 
 static atomic_size_t held;
 static void (*gc_hook)(void *);
@@ -36,6 +42,7 @@ static block *cache[NCLASS];
 static size_t cached, slack = SLACK_DEFAULT;
 static int slack_read;
 static size_t peak_held;
+static uint64_t ticks;   // under cache_lock: the stamp of the next freed block
 
 // Size class of 'n' (>= CACHE_MIN) and its rounded size.
 static int size_class (size_t n, size_t *rounded) {
@@ -85,7 +92,18 @@ static int gc_stress (void) {
   return v;
 }
 
+// Blocks of CACHE_MIN and up come from mmap and go back to the system when freed. glibc's
+// default threshold grows with the blocks freed (up to 32 MiB), after which freed blocks stay
+// in the heap: evicting them from the cache would not lower the RSS.
+static void fix_mmap_threshold (void) {
+#ifdef __GLIBC__
+  static atomic_int done;
+  if (!atomic_exchange(&done, 1)) mallopt(M_MMAP_THRESHOLD, (int)CACHE_MIN);
+#endif
+}
+
 static void *raw_alloc (size_t n) {
+  if (n >= CACHE_MIN) fix_mmap_threshold();
   void *p = aligned_alloc(64, n);
   if (p == NULL) {
     cache_trim();
@@ -107,23 +125,29 @@ static size_t cache_slack (void) {
   return slack;
 }
 
-// A miss is about to allocate 'n' new bytes: free cached blocks, largest first, until live +
-// cached + n fits within the peak of live bytes (counting this one) plus the slack.
-static void cache_evict_for (size_t n) {
-  pthread_mutex_lock(&cache_lock);
-  size_t live = atomic_load(&held) + n, peak = live > peak_held ? live : peak_held;
-  size_t bound = peak + cache_slack();
-  for (int c = NCLASS - 1; c >= 0 && cached && live + cached > bound; c--) {
-    int e = c / 4 + 16, k = c % 4;      // class c holds blocks of 2^e + k * 2^(e-2) bytes
-    size_t sz = ((size_t)1 << e) + (size_t)k * ((size_t)1 << (e - 2));
-    while (cache[c] && live + cached > bound) {
-      block *b = cache[c];
-      cache[c] = b->next;
-      cached -= sz;
-      free(b);
-    }
+// Class c holds blocks of 2^e + k * 2^(e-2) bytes.
+static size_t class_size (int c) {
+  int e = c / 4 + 16, k = c % 4;
+  return ((size_t)1 << e) + (size_t)k * ((size_t)1 << (e - 2));
+}
+
+// With cache_lock held: free cached blocks, least recently freed first, until live + cached
+// + n fits within the peak of live bytes (counting n) plus the slack. Blocks that were not
+// reused for longest go first: they belong to shapes the program stopped using (warm-up, an
+// earlier model), while the ones just freed are the working set of the current step.
+static void evict_lru (size_t live, size_t n) {
+  size_t peak = live + n > peak_held ? live + n : peak_held, bound = peak + cache_slack();
+  while (cached && live + n + cached > bound) {
+    block **oldest = NULL;
+    int oc = -1;
+    for (int c = 0; c < NCLASS; c++)
+      for (block **l = &cache[c]; *l; l = &(*l)->next)   // lists run newest to oldest
+        if (!(*l)->next && (oldest == NULL || (*l)->stamp < (*oldest)->stamp)) oldest = l, oc = c;
+    block *b = *oldest;
+    *oldest = NULL;   // b was its list's last block
+    cached -= class_size(oc);
+    free(b);
   }
-  pthread_mutex_unlock(&cache_lock);
 }
 
 void *trl_alloc (size_t nbytes) {
@@ -152,7 +176,11 @@ void *trl_alloc (size_t nbytes) {
     }
   }
   if (p == NULL) {
-    if (c >= 0 && cached) cache_evict_for(n);
+    if (c >= 0 && cached) {   // a miss: make room for n new bytes
+      pthread_mutex_lock(&cache_lock);
+      evict_lru(atomic_load(&held), n);
+      pthread_mutex_unlock(&cache_lock);
+    }
     p = raw_alloc(n);
   }
   if (p == NULL) return NULL;
@@ -163,23 +191,28 @@ void *trl_alloc (size_t nbytes) {
 
 size_t trl_mem_peak (void) { return peak_held; }
 
+size_t trl_mem_cached (void) {
+  pthread_mutex_lock(&cache_lock);
+  size_t n = cached;
+  pthread_mutex_unlock(&cache_lock);
+  return n;
+}
+
 void trl_free (void *p, size_t nbytes) {
   if (p == NULL) return;
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
   int c = n >= CACHE_MIN ? size_class(n, &n) : -1;
   atomic_fetch_sub(&held, n);
-  if (c >= 0) {
+  if (c >= 0) {   // the block joins the cache as its newest; older ones go past the bound
     pthread_mutex_lock(&cache_lock);
-    // keeping the block moves it from live to cached; past the bound only after the peak
-    // fell (a smaller workload now): then the block goes back to malloc
-    if (atomic_load(&held) + cached + n <= peak_held + cache_slack()) {
-      block *b = p;
-      b->next = cache[c];
-      cache[c] = b;
-      cached += n;
-      p = NULL;
-    }
+    block *b = p;
+    b->next = cache[c];
+    b->stamp = ticks++;
+    cache[c] = b;
+    cached += n;
+    p = NULL;
+    evict_lru(atomic_load(&held), 0);
     pthread_mutex_unlock(&cache_lock);
   }
   free(p);

@@ -13,6 +13,7 @@ void trl_free (void *p, size_t nbytes);
 size_t trl_mem_bytes (void);              // bytes held now (not counting the cache)
 void trl_mem_trim (void);                 // give cached free blocks back to the system
 size_t trl_mem_peak (void);               // the most bytes held at once so far
+size_t trl_mem_cached (void);             // bytes of freed blocks kept for reuse
 // 'full' runs a full collection; 'step' advances it as if 'kb' KiB had been allocated.
 void trl_mem_set_hook (void (*full)(void *ud), void (*step)(void *ud, size_t kb), void *ud,
                        size_t soft_limit);

@@ -951,6 +951,22 @@ void conv2d_backward_ref (float *dinp, float *dw, float *db, const float *dout,
 ** Builder and tape node
 ** =================================================================== */
 
+// The conv scratch of this thread: one buffer, grown to the largest workspace asked for and
+// kept. Workspaces come in many sizes (one per layer shape and direction, up to ~100 MB for
+// Winograd's team chunks); through the block cache each size held blocks of its own and
+// pushed activations out of it.
+static _Thread_local float *scratch_buf;
+static _Thread_local size_t scratch_n;
+
+static float *scratch (size_t nfloats) {
+  if (nfloats <= scratch_n) return scratch_buf;
+  float *p = trl_alloc(nfloats * sizeof(float));
+  if (!p) return NULL;
+  trl_free(scratch_buf, scratch_n * sizeof(float));
+  scratch_buf = p, scratch_n = nfloats;
+  return p;
+}
+
 // saved[0] is the contiguous x, saved[1] the contiguous weight; the payload is the geometry.
 static trl_status conv2d_bwd (trl_node *node, const trl_tensor *gout, trl_tensor **gin) {
   const trl_conv_geom *g = (const trl_conv_geom *)node->payload;
@@ -958,7 +974,7 @@ static trl_status conv2d_bwd (trl_node *node, const trl_tensor *gout, trl_tensor
   trl_status st = TRL_OK;
   if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
   size_t wsn = gin[0] || gin[1] ? conv2d_workspace(g) : 0;
-  float *ws = wsn ? trl_alloc(wsn * sizeof(float)) : NULL;
+  float *ws = wsn ? scratch(wsn) : NULL;
   if (wsn && !ws) {
     st = trl_fail(TRL_ENOMEM, "conv2d: out of memory for %zu bytes of backward scratch",
                   wsn * sizeof(float));
@@ -968,7 +984,6 @@ static trl_status conv2d_bwd (trl_node *node, const trl_tensor *gout, trl_tensor
            gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
            trl_f32(node->saved[0]), trl_f32(node->saved[1]), ws, (int)(node->fresh & 1u), g);
 done:
-  trl_free(ws, wsn * sizeof(float));
   trl_tensor_release(gc);
   return st;
 }
@@ -987,7 +1002,7 @@ trl_status trl_conv2d (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tenso
   if (b && (st = trl_tensor_contiguous(&bc, b)) != TRL_OK) goto done;
   int64_t shape[4] = { g.B, g.OC, g.OH, g.OW };
   if ((st = trl_tensor_empty(&y, TRL_F32, 4, shape)) != TRL_OK) goto done;
-  if (wsn && !(ws = trl_alloc(wsn * sizeof(float)))) {
+  if (wsn && !(ws = scratch(wsn))) {
     st = trl_fail(TRL_ENOMEM, "conv2d: out of memory for %zu bytes of scratch",
                   wsn * sizeof(float));
     goto done;
@@ -1005,7 +1020,6 @@ trl_status trl_conv2d (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tenso
     st = trl_node_drop_values(node, 1u);   // backward reads the saved copies, not x
   }
 done:
-  trl_free(ws, wsn * sizeof(float));
   trl_tensor_release(xc);
   trl_tensor_release(wc);
   trl_tensor_release(bc);
@@ -1044,14 +1058,13 @@ trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, tr
   if (st == TRL_OK) st = trl_tensor_contiguous(&wc, w);
   int64_t shape[4] = { g.B, g.OC, g.OH, g.OW };
   if (st == TRL_OK) st = trl_tensor_empty(&y, TRL_F32, 4, shape);
-  if (st == TRL_OK && wsn && !(ws = trl_alloc(wsn * sizeof(float))))
+  if (st == TRL_OK && wsn && !(ws = scratch(wsn)))
     st = trl_fail(TRL_ENOMEM, "conv2d_bn_act: out of memory for %zu bytes of scratch",
                   wsn * sizeof(float));
   if (st == TRL_OK) {
     trl_epilogue e = { sc, sc + g.OC, lo, hi };
     conv2d_forward_epi(trl_f32(y), trl_f32(xc), trl_f32(wc), &e, ws, &g);
   }
-  trl_free(ws, wsn * sizeof(float));
   trl_free(sc, scn * sizeof(float));
   trl_tensor_release(xc);
   trl_tensor_release(wc);

@@ -13,6 +13,12 @@ HybridSequential finds these runs among its children; the zoo's ResNet blocks ca
 conv_bn_act / bn_act themselves. Anything else (a block that is not hybridized, a layer whose
 shapes are not known yet) runs the layers one by one. Folding BN needs no snapshot, so
 weights changed after hybridize() are always the ones used.
+A hybridized HybridSequential (and the zoo's blocks) also releases each intermediate tensor as
+soon as the next layer has consumed it, in training too (autograd keeps what backward needs):
+its memory goes back to the block cache at once instead of when the garbage collector gets to
+it, so the next layer reuses it (no fresh pages) and the peak stays near the live working set.
+As in Gluon, where a hybridized block's intermediates are symbols, a child that keeps its input
+for later sees a released tensor.
 ]]
 local autograd = require 'trl.autograd'
 
@@ -28,6 +34,12 @@ end
 function M.on(block)
   return rawget(block, '_active') == true and not autograd.is_recording()
     and not autograd.is_training()
+end
+
+-- drop(t, keep1, keep2): release tensor t (an intermediate this code made and no longer
+-- needs) unless it is one of the keeps (an input or the result).
+function M.drop(t, keep1, keep2)
+  if t ~= keep1 and t ~= keep2 then t:release() end
 end
 
 -- The clamp [lo, hi] equal to 'act': nil (none), 'relu', an Activation('relu'|'relu6') or
@@ -99,10 +111,12 @@ end
 -- sequential(blocks, x): the children of a hybridized HybridSequential, in order, with the
 -- runs above fused.
 function M.sequential(blocks, x)
+  local input, prev = x, nil
   local i, n = 1, #blocks
   while i <= n do
     local b, nxt = blocks[i], blocks[i + 1]
     local isbn = nxt and nxt._class_name == 'BatchNorm'
+    prev = x
     if b._class_name == 'Conv2D' and isbn then
       local act = blocks[i + 2]
       if act and bounds(act) == nil then act = nil end
@@ -118,6 +132,7 @@ function M.sequential(blocks, x)
       x = b(x)
       i = i + 1
     end
+    M.drop(prev, input, x)
   end
   return x
 end

@@ -6,6 +6,7 @@ BN, RELU6, global pool; 'output' (prefix 'output_') = conv 1x1 'pred_' (no bias)
 RELU6 is clip(x, 0, 6).
 ]]
 local block = require 'trl.gluon.block'
+local fused = require 'trl.gluon.nn.fused'
 local nn = require 'trl.gluon.nn'
 
 local class, HybridBlock = block.class, block.HybridBlock
@@ -51,7 +52,11 @@ end
 
 function LinearBottleneck:forward(x)
   local out = self.out(x)
-  if self.use_shortcut then out = out + x end
+  if self.use_shortcut then
+    local sum = out + x
+    if rawget(self, '_active') == true then fused.drop(out, x) end
+    out = sum
+  end
   return out
 end
 
@@ -83,7 +88,12 @@ function MobileNet:__init(multiplier, opts)
   end)
 end
 
-function MobileNet:forward(x) return self.output(self.features(x)) end
+function MobileNet:forward(x)
+  local f = self.features(x)
+  local y = self.output(f)
+  if rawget(self, '_active') == true then fused.drop(f, x, y) end
+  return y
+end
 
 -- MobileNetV2(multiplier=1.0, {classes=1000, prefix=, params=})
 local MobileNetV2 = class('MobileNetV2', HybridBlock)

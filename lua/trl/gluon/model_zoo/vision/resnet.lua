@@ -51,9 +51,14 @@ end
 
 function BasicBlockV1:forward(x)
   local residual = x
-  x = self.body(x)
+  local b = self.body(x)
   if self.downsample then residual = self.downsample(residual) end
-  return (residual + x):relu()
+  local s = residual + b
+  local y = s:relu()
+  if rawget(self, '_active') == true then   -- hybridized: intermediates go at once
+    fused.drop(b, x); fused.drop(s, x, y); fused.drop(residual, x)
+  end
+  return y
 end
 
 -- BottleneckV1: 1x1 (carries the stride) -> 3x3 -> 1x1 (x4 channels), convs with bias as in
@@ -101,13 +106,18 @@ function BasicBlockV2:__init(channels, stride, downsample, in_channels, opts)
 end
 
 -- (fused.bn_act(bn, 'relu', x) is bn(x):relu(), one pass when hybridized in inference)
+-- Hybridized, each intermediate is released once used (fused.drop).
 function BasicBlockV2:forward(x)
   local residual = x
-  x = fused.bn_act(self.bn1, 'relu', x)
-  if self.downsample then residual = self.downsample(x) end
-  x = fused.conv_bn_act(self.conv1, self.bn2, 'relu', x)
-  x = self.conv2(x)
-  return x + residual
+  local a = fused.bn_act(self.bn1, 'relu', x)
+  if self.downsample then residual = self.downsample(a) end
+  local b = fused.conv_bn_act(self.conv1, self.bn2, 'relu', a)
+  local c = self.conv2(b)
+  local y = c + residual
+  if rawget(self, '_active') == true then
+    fused.drop(a, x); fused.drop(b, x); fused.drop(c, x); fused.drop(residual, x)
+  end
+  return y
 end
 
 -- BottleneckV2: bn1 relu conv1(1x1) bn2 relu conv2(3x3, stride) bn3 relu conv3(1x1) + residual.
@@ -131,12 +141,17 @@ end
 
 function BottleneckV2:forward(x)
   local residual = x
-  x = fused.bn_act(self.bn1, 'relu', x)
-  if self.downsample then residual = self.downsample(x) end
-  x = fused.conv_bn_act(self.conv1, self.bn2, 'relu', x)
-  x = fused.conv_bn_act(self.conv2, self.bn3, 'relu', x)
-  x = self.conv3(x)
-  return x + residual
+  local a = fused.bn_act(self.bn1, 'relu', x)
+  if self.downsample then residual = self.downsample(a) end
+  local b = fused.conv_bn_act(self.conv1, self.bn2, 'relu', a)
+  local c = fused.conv_bn_act(self.conv2, self.bn3, 'relu', b)
+  local d = self.conv3(c)
+  local y = d + residual
+  if rawget(self, '_active') == true then
+    fused.drop(a, x); fused.drop(b, x); fused.drop(c, x); fused.drop(d, x)
+    fused.drop(residual, x)
+  end
+  return y
 end
 
 --[[ }================================================================== ]]
@@ -191,7 +206,12 @@ function ResNetV1:__init(blk, layers, channels, opts)
   end)
 end
 
-function ResNetV1:forward(x) return self.output(self.features(x)) end
+function ResNetV1:forward(x)
+  local f = self.features(x)
+  local y = self.output(f)
+  if rawget(self, '_active') == true then fused.drop(f, x, y) end
+  return y
+end
 
 -- ResNetV2: as V1 with a data BatchNorm (scale=false, center=false) first and a final
 -- BN + ReLU + pool + flatten in 'features'.
