@@ -1,9 +1,11 @@
 /*
 ** conv2d.c: 2-D convolution on NCHW float32 (stride, padding, dilation, groups, optional bias)
 ** and its backward. OpenMP threads split the batch and run im2col + single-threaded GEMMs on
-** their own images (several images per GEMM for small maps); 3x3 stride-1 convs go through
-** Winograd F(2x2,3x3) (conv_winograd.c) for the output and the data gradient; a 1x1, stride-1,
-** unpadded conv skips im2col; depthwise convs use a direct kernel (AVX2 for 3x3, stride 1 or 2).
+** their own images (several images per GEMM for small maps; rows of one image at a time when
+** its columns outgrow L2); 3x3 stride-1 convs go through Winograd (conv_winograd.h: F(4x4,3x3)
+** with AVX-512, also for the weight gradient, else F(2x2,3x3)) for the output and the data
+** gradient; a 1x1, stride-1, unpadded conv skips im2col; depthwise convs use a direct kernel
+** (AVX2 for 3x3, stride 1 or 2).
 ** Not here: 3-D, NHWC.
 */
 #include <omp.h>
