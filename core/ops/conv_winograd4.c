@@ -234,6 +234,19 @@ W4 static inline __m256 phase (__m512 a, __m512 b, int j) {
 // starts pad rows higher).
 #define TILE_ROW(g, r, n, ty) int n = (r) / (((g)->OH + 3) / 4), ty = (r) % (((g)->OH + 3) / 4)
 
+// The S tile rows of the group at row q of a chunk starting at tile row r0: x[s] is plane
+// 'ch' of the row's image in t (B,nch,plane), NULL past the chunk's nr rows; y0[s] is the
+// row's first map row, 4 * ty - off.
+static inline void group_planes (const float *x[4], int y0[4], const float *t, int nch,
+                                 size_t plane, int ch, int r0, int q, int nr, int S, int off,
+                                 const trl_conv_geom *g) {
+  for (int s = 0; s < S; s++) {
+    TILE_ROW(g, r0 + q + s, n, ty);
+    x[s] = q + s < nr ? t + ((size_t)n * nch + ch) * plane : NULL;
+    y0[s] = 4 * ty - off;
+  }
+}
+
 // V is (C,36,ld): tile rows [r0, r0+nr) (row ty of image n is n*TH + ty) of inp (B,C,H,W),
 // input channels [c0, c1).
 // Masked loads read the input rows in place: lanes outside the image (the padding) are zero
@@ -245,11 +258,7 @@ W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, 
     for (int q = 0; q < nr; q += S) {
       const float *x[4];
       int y0[4];
-      for (int s = 0; s < S; s++) {   // the group's tile rows (past the chunk: none)
-        TILE_ROW(g, r0 + q + s, n, ty);
-        x[s] = q + s < nr ? inp + ((size_t)n * g->C + c) * g->H * g->W : NULL;
-        y0[s] = 4 * ty - g->ph;
-      }
+      group_planes(x, y0, inp, g->C, (size_t)g->H * g->W, c, r0, q, nr, S, g->ph, g);
       for (int k = 0; k < TW; k += 8) {
         // columns 4k - pw + [0, 32) and + [4, 36): the six columns of 8 tiles
         int x0 = 4 * k - g->pw;
@@ -368,11 +377,7 @@ W4 static void dout_transform (float *D, int64_t ld, const float *dout, int r0, 
     for (int q = 0; q < nr; q += S) {
       const float *x[4];
       int y0[4];
-      for (int s = 0; s < S; s++) {
-        TILE_ROW(g, r0 + q + s, n, ty);
-        x[s] = q + s < nr ? dout + ((size_t)n * g->OC + oc) * g->OH * g->OW : NULL;
-        y0[s] = 4 * ty;
-      }
+      group_planes(x, y0, dout, g->OC, (size_t)g->OH * g->OW, oc, r0, q, nr, S, 0, g);
       for (int k = 0; k < TW; k += 8) {
         int x0 = 4 * k;
         __mmask16 mA = cols_mask(x0, g->OW), mB = S == 1 ? cols_mask(x0 + 16, g->OW) : mA;

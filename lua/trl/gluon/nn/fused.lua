@@ -42,6 +42,15 @@ function M.drop(t, keep1, keep2)
   if t ~= keep1 and t ~= keep2 then t:release() end
 end
 
+-- features_output(net, x) = net.output(net.features(x)), the zoo's forward; hybridized, the
+-- features' output is released once the classifier has read it.
+function M.features_output(net, x)
+  local f = net.features(x)
+  local y = net.output(f)
+  if rawget(net, '_active') == true then M.drop(f, x, y) end
+  return y
+end
+
 -- The clamp [lo, hi] equal to 'act': nil (none), 'relu', an Activation('relu'|'relu6') or
 -- the zoo's RELU6 block; nil, nil when it has none.
 local function bounds(act)

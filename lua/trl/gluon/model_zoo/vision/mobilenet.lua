@@ -88,12 +88,7 @@ function MobileNet:__init(multiplier, opts)
   end)
 end
 
-function MobileNet:forward(x)
-  local f = self.features(x)
-  local y = self.output(f)
-  if rawget(self, '_active') == true then fused.drop(f, x, y) end
-  return y
-end
+function MobileNet:forward(x) return fused.features_output(self, x) end
 
 -- MobileNetV2(multiplier=1.0, {classes=1000, prefix=, params=})
 local MobileNetV2 = class('MobileNetV2', HybridBlock)

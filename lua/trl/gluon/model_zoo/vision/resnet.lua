@@ -206,12 +206,7 @@ function ResNetV1:__init(blk, layers, channels, opts)
   end)
 end
 
-function ResNetV1:forward(x)
-  local f = self.features(x)
-  local y = self.output(f)
-  if rawget(self, '_active') == true then fused.drop(f, x, y) end
-  return y
-end
+function ResNetV1:forward(x) return fused.features_output(self, x) end
 
 -- ResNetV2: as V1 with a data BatchNorm (scale=false, center=false) first and a final
 -- BN + ReLU + pool + flatten in 'features'.
