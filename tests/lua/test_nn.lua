@@ -659,7 +659,9 @@ test('hybridized nets release their intermediates at once, not when the GC runs'
     local hyb, y2 = held_after_forward()
     -- plain: every intermediate waits for the GC (about 1 MB here); hybridized: the (2, 7)
     -- output and the classifier's own temporaries (64-byte blocks) are left
-    assert(plain > 100000, name .. ': plain forward held only ' .. plain .. ' bytes')
+    if os.getenv('TRL_GCSTRESS') ~= '1' then   -- (a full GC at every allocation frees it all)
+      assert(plain > 100000, name .. ': plain forward held only ' .. plain .. ' bytes')
+    end
     assert(hyb <= 4 * 64, name .. ': hybridized forward held ' .. hyb .. ' bytes')
     assert((y1 - y2):abs():max():item() == 0, name .. ': outputs differ')
   end
