@@ -651,6 +651,19 @@ static int block_rows (const plan *p, const trl_conv_geom *g) {
   return rb < 1 ? 1 : rb;
 }
 
+// nc output columns of OCg channels (rows ldo apart from o) = w_grp (OCg, K) x cols (K, nc),
+// and the bias (b[oc0 + oc]: the GEMM starts from it, beta 1) or the epilogue e on top.
+static void gemm_out (float *o, int64_t ldo, const float *wg, const float *cols, int nc,
+                      int OCg, int K, int oc0, const float *b, const trl_epilogue *e) {
+  if (b)
+    for (int oc = 0; oc < OCg; oc++)
+      for (int i = 0; i < nc; i++) o[(size_t)oc * ldo + i] = b[oc0 + oc];
+  trl_sgemm(0, 0, OCg, nc, K, 1.0f, wg, K, cols, nc, b ? 1.0f : 0.0f, o, (int)ldo);
+  if (e)
+    for (int oc = 0; oc < OCg; oc++)
+      trl_epilogue_row(o + (size_t)oc * ldo, o + (size_t)oc * ldo, e, oc0 + oc, nc);
+}
+
 // Forward for images [n0, n1): out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW),
 // b is (OC) or NULL; col/tmp are this thread's scratch. With 'e' (then b is NULL) each chunk's
 // output gets the epilogue while it is still in cache.
@@ -667,32 +680,16 @@ static void forward_range (float *out, const float *inp, const float *w, const f
       float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
       for (int oh0 = 0; oh0 < g->OH; oh0 += rb) {
         int nr = g->OH - oh0 < rb ? g->OH - oh0 : rb, nc = nr * g->OW;
-        float *ob = o + (size_t)oh0 * g->OW;
         im2col_rows(col, nc, x, Cg, oh0, oh0 + nr, g);
-        if (b)
-          for (int oc = 0; oc < OCg; oc++)
-            for (int i = 0; i < nc; i++) ob[(size_t)oc * L + i] = b[grp * OCg + oc];
-        trl_sgemm(0, 0, OCg, nc, K, 1.0f, wg, K, col, nc, b ? 1.0f : 0.0f, ob, L);
-        if (e)
-          for (int oc = 0; oc < OCg; oc++)
-            trl_epilogue_row(ob + (size_t)oc * L, ob + (size_t)oc * L, e, grp * OCg + oc, nc);
+        gemm_out(o + (size_t)oh0 * g->OW, L, wg, col, nc, OCg, K, grp * OCg, b, e);
       }
     }
     for (int grp = 0; !rb && grp < g->G; grp++) {
       const float *cols = gather_cols(col, inp, n, m, grp, p, g);
       const float *wg = w + (size_t)grp * OCg * K;
       float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
-      if (m == 1) {
-        if (b)   // start from the bias and let the GEMM add to it (beta = 1)
-          for (int oc = 0; oc < OCg; oc++) {
-            float bv = b[grp * OCg + oc], *orow = o + (size_t)oc * L;
-            for (int i = 0; i < L; i++) orow[i] = bv;
-          }
-        // o (OCg, L) = w_grp (OCg, K) x col (K, L)
-        trl_sgemm(0, 0, OCg, L, K, 1.0f, wg, K, cols, L, b ? 1.0f : 0.0f, o, L);
-        if (e)
-          for (int oc = 0; oc < OCg; oc++)
-            trl_epilogue_row(o + (size_t)oc * L, o + (size_t)oc * L, e, grp * OCg + oc, L);
+      if (m == 1) {   // o (OCg, L) = w_grp (OCg, K) x col (K, L)
+        gemm_out(o, L, wg, cols, L, OCg, K, grp * OCg, b, e);
         continue;
       }
       // tmp (OCg, m*L) = w_grp x cols, then each image's (OCg, L) block goes to its place
