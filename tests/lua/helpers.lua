@@ -1,6 +1,7 @@
 -- helpers.lua: what the Lua tests share (require 'helpers' from a file run by tests/lua/run.lua):
 -- checkerror and approx (assertions), test(name, fn) (a tiny runner that prints PASS/FAIL and
--- counts), finish() (checks that no tensor outlived the file) and tmpdir() (the scratch dir).
+-- counts), finish() (checks that no tensor outlived the file), tmpdir() (the scratch dir) and
+-- shared() (a file of ../shared, or a SKIP line where it is absent).
 -- It holds no test of its own.
 
 local M = {passed = 0, failed = 0}
@@ -21,6 +22,20 @@ function M.checkerror(pattern, f, ...)
     fail(string.format("expected an error containing '%s', got '%s'", pattern, msg), 2)
   end
   return msg
+end
+
+-- The path of 'rel' under ../shared ($TRL_SHARED, which ctest sets to the repo's ../shared),
+-- or nil after a SKIP line naming 'what' when the file is not there (a user's machine; in CI
+-- it always is).
+function M.shared(rel, what)
+  local path = (os.getenv('TRL_SHARED') or '../shared') .. '/' .. rel
+  local f = io.open(path, 'rb')
+  if f then
+    f:close()
+    return path
+  end
+  print(string.format('SKIP %s: %s not found', what, path))
+  return nil
 end
 
 local function close(a, b, tol)
