@@ -1,12 +1,30 @@
 /*
 ** gemm.h: GEMM helpers for kernels that split work across their own OpenMP threads and want
-** each thread's OpenBLAS call single-threaded (two pools on two cores fight; see conv2d.c).
+** each thread's OpenBLAS call single-threaded (two pools on two cores fight; see conv2d.c),
+** and trl's own fused sgemm for forward convs.
 */
 #ifndef TRL_GEMM_H
 #define TRL_GEMM_H
 
+#include "nn.h"
+
 // Set OpenBLAS's thread count to 'n' and return the previous count. The count is global to
 // OpenBLAS: two ops running on different threads at once would both change it.
 int trl_blas_threads (int n);
+
+// Row-major C (M,N) = A (M,K) x B (K,N), then per row i either + bias[row0 + i] or the
+// epilogue e of channel row0 + i (at most one of bias and e; both NULL: the plain product),
+// with A packed once by trl_gemm_pack for many products (a conv's weight, all its images).
+// The result is written once, the epilogue applied in registers (AVX-512; elsewhere OpenBLAS
+// and a separate pass). Inside an OpenMP parallel region it runs on the calling thread only;
+// outside, large products split their columns over trl_get_num_threads().
+// Ap holds trl_gemm_packed_size(M, K) floats: row i, column k of A is at
+// Ap[(i / mr) * mr * K + k * mr + i % mr] with mr = trl_gemm_mr(M) (at most 16; 1 where the
+// CPU lacks AVX-512: plain row-major), rows past M up to a multiple of mr zero.
+int trl_gemm_mr (int M);
+size_t trl_gemm_packed_size (int M, int K);
+void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K);
+void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
+                      int ldc, const float *bias, const trl_epilogue *e, int row0);
 
 #endif

@@ -561,6 +561,7 @@ typedef struct {
   size_t col;    // per thread: im2col columns (K, nb*L), also dcol in backward
   size_t tmp;    // per thread: the GEMM's (OCg, nb*L) output or gathered dout, when nb > 1
   size_t dwp;    // per thread but the first: a private weight gradient, summed at the end
+  size_t wpk;    // shared, forward only: the weight packed for trl_gemm_packed, per group
 } plan;
 
 static plan make_plan (const trl_conv_geom *g) {
@@ -573,7 +574,7 @@ static plan make_plan (const trl_conv_geom *g) {
   int per = (g->B + 2 * nt - 1) / (2 * nt), nb = 1;   // at least 2 chunks per thread
   if (g->G == 1 && L < MINCOLS) nb = (MINCOLS + L - 1) / L;
   if (nb > per) nb = per;
-  plan p = { kind, nt, nb, 0, 0, 0 };
+  plan p = { kind, nt, nb, 0, 0, 0, trl_gemm_packed_size(OCg, K) };
   if (kind == GENERAL || nb > 1) p.col = (size_t)K * nb * L;
   if (nb > 1) p.tmp = (size_t)OCg * nb * L;
   if (nt > 1) p.dwp = (size_t)g->OC * K;
@@ -610,7 +611,8 @@ static int use_wino_wgrad (const trl_conv_geom *g) {
 size_t conv2d_workspace (const trl_conv_geom *g) {
   if (conv_kind(g) == DEPTHWISE) return 0;
   plan p = make_plan(g);
-  size_t n = (size_t)p.nt * (p.col + p.tmp) + (size_t)(p.nt - 1) * p.dwp;
+  size_t dwp = (size_t)(p.nt - 1) * p.dwp, wpk = (size_t)g->G * p.wpk;
+  size_t n = (size_t)p.nt * (p.col + p.tmp) + (dwp > wpk ? dwp : wpk);
   if (use_winograd(g)) {
     trl_conv_geom t = transposed(g);
     size_t f = winograd_workspace(g, wino_threads());
@@ -651,23 +653,11 @@ static int block_rows (const plan *p, const trl_conv_geom *g) {
   return rb < 1 ? 1 : rb;
 }
 
-// nc output columns of OCg channels (rows ldo apart from o) = w_grp (OCg, K) x cols (K, nc),
-// and the bias (b[oc0 + oc]: the GEMM starts from it, beta 1) or the epilogue e on top.
-static void gemm_out (float *o, int64_t ldo, const float *wg, const float *cols, int nc,
-                      int OCg, int K, int oc0, const float *b, const trl_epilogue *e) {
-  if (b)
-    for (int oc = 0; oc < OCg; oc++)
-      for (int i = 0; i < nc; i++) o[(size_t)oc * ldo + i] = b[oc0 + oc];
-  trl_sgemm(0, 0, OCg, nc, K, 1.0f, wg, K, cols, nc, b ? 1.0f : 0.0f, o, (int)ldo);
-  if (e)
-    for (int oc = 0; oc < OCg; oc++)
-      trl_epilogue_row(o + (size_t)oc * ldo, o + (size_t)oc * ldo, e, oc0 + oc, nc);
-}
-
-// Forward for images [n0, n1): out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW),
-// b is (OC) or NULL; col/tmp are this thread's scratch. With 'e' (then b is NULL) each chunk's
-// output gets the epilogue while it is still in cache.
-static void forward_range (float *out, const float *inp, const float *w, const float *b,
+// Forward for images [n0, n1): out is (B,OC,OH,OW), inp is (B,C,H,W), wp is the weight
+// (OC,C/G,KH,KW) packed by group (p->wpk floats each, trl_gemm_pack), b is (OC) or NULL;
+// col/tmp are this thread's scratch. With 'e' (then b is NULL) the GEMM applies the epilogue
+// (or the bias) as it writes the output.
+static void forward_range (float *out, const float *inp, const float *wp, const float *b,
                            const trl_epilogue *e, int n0, int n1, float *col, float *tmp,
                            const plan *p, const trl_conv_geom *g) {
   int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW, L = g->OH * g->OW;
@@ -676,24 +666,24 @@ static void forward_range (float *out, const float *inp, const float *w, const f
     int m = n1 - n < p->nb ? n1 - n : p->nb;
     for (int grp = 0; rb && grp < g->G; grp++) {   // one image, rows [oh0, oh0 + nr) at a time
       const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * g->H * g->W;
-      const float *wg = w + (size_t)grp * OCg * K;
+      const float *wg = wp + (size_t)grp * p->wpk;
       float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
       for (int oh0 = 0; oh0 < g->OH; oh0 += rb) {
         int nr = g->OH - oh0 < rb ? g->OH - oh0 : rb, nc = nr * g->OW;
         im2col_rows(col, nc, x, Cg, oh0, oh0 + nr, g);
-        gemm_out(o + (size_t)oh0 * g->OW, L, wg, col, nc, OCg, K, grp * OCg, b, e);
+        trl_gemm_packed(OCg, nc, K, wg, col, nc, o + (size_t)oh0 * g->OW, L, b, e, grp * OCg);
       }
     }
     for (int grp = 0; !rb && grp < g->G; grp++) {
       const float *cols = gather_cols(col, inp, n, m, grp, p, g);
-      const float *wg = w + (size_t)grp * OCg * K;
+      const float *wg = wp + (size_t)grp * p->wpk;
       float *o = out + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
       if (m == 1) {   // o (OCg, L) = w_grp (OCg, K) x col (K, L)
-        gemm_out(o, L, wg, cols, L, OCg, K, grp * OCg, b, e);
+        trl_gemm_packed(OCg, L, K, wg, cols, L, o, L, b, e, grp * OCg);
         continue;
       }
       // tmp (OCg, m*L) = w_grp x cols, then each image's (OCg, L) block goes to its place
-      trl_sgemm(0, 0, OCg, m * L, K, 1.0f, wg, K, cols, m * L, 0.0f, tmp, m * L);
+      trl_gemm_packed(OCg, m * L, K, wg, cols, m * L, tmp, m * L, NULL, NULL, 0);
       for (int i = 0; i < m; i++)
         for (int oc = 0; oc < OCg; oc++) {
           float *orow = o + ((size_t)i * g->OC + oc) * L;
@@ -802,13 +792,17 @@ static void forward (float *out, const float *inp, const float *w, const float *
     return;
   }
   plan p = make_plan(g);
+  int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
+  float *wp = ws + (size_t)p.nt * (p.col + p.tmp);
+  for (int grp = 0; grp < g->G; grp++)
+    trl_gemm_pack(wp + (size_t)grp * p.wpk, w + (size_t)grp * OCg * K, K, OCg, K);
   if (p.nt == 1) {
-    forward_range(out, inp, w, b, e, 0, g->B, ws, ws + p.col, &p, g);
+    forward_range(out, inp, wp, b, e, 0, g->B, ws, ws + p.col, &p, g);
     return;
   }
   TEAM_BEGIN(p)
     TEAM_CHUNKS(p)
-      forward_range(out, inp, w, b, e, n0, n1, col, tmp, &p, g);
+      forward_range(out, inp, wp, b, e, n0, n1, col, tmp, &p, g);
     }
   TEAM_END
 }

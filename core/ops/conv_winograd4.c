@@ -74,10 +74,13 @@ static int chunk_of (const trl_conv_geom *g, int nt, size_t *vm) {
   return cr;
 }
 
+// Floats of one xi's U, packed for trl_gemm_packed (rows padded to the GEMM's panels).
+static size_t u_plane (const trl_conv_geom *g) { return trl_gemm_packed_size(g->OC, g->C); }
+
 size_t wino4_workspace (const trl_conv_geom *g, int nt) {
   size_t vm;
   chunk_of(g, nt, &vm);
-  return (size_t)36 * g->OC * g->C + vm;
+  return 36 * u_plane(g) + vm;
 }
 
 // B^T d for six values: the rows of B^T are (4,0,-5,0,1,0), (0,-4,-4,1,1,0), (0,4,-4,-1,1,0),
@@ -119,47 +122,55 @@ size_t wino4_workspace (const trl_conv_geom *g, int nt) {
     o[5] = k2; \
   } while (0)
 
-// U is (36,OC,C): U[.][oc][c] = G k G^T for k = w[oc][c], or w[c][oc] rotated when 'flip';
-// 8 input channels at a time (gathers of their 9 taps), the rest one by one.
-W4 static void weight_transform (float *U, const float *w, int flip, int oc0, int oc1,
+// G k for 3 vectors of 16 lanes, as G3.
+#define G3Z(o, k0, k1, k2) do { \
+    __m512 p_ = _mm512_add_ps(k0, k2); \
+    o[0] = _mm512_mul_ps(_mm512_set1_ps(1.0f / 4), k0); \
+    o[1] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6), _mm512_add_ps(p_, k1)); \
+    o[2] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6), _mm512_sub_ps(p_, k1)); \
+    __m512 r_ = _mm512_fmadd_ps(_mm512_set1_ps(1.0f / 24), k0, _mm512_mul_ps(_mm512_set1_ps(1.0f / 6), k2)); \
+    __m512 s_ = _mm512_mul_ps(_mm512_set1_ps(1.0f / 12), k1); \
+    o[3] = _mm512_add_ps(r_, s_); \
+    o[4] = _mm512_sub_ps(r_, s_); \
+    o[5] = k2; \
+  } while (0)
+
+// U is 36 planes of u_plane(g) floats: U[xi] (OC,C) in trl_gemm_packed's layout (panels of mr
+// <= 16 output channels, k-major), U[.][oc][c] = G k G^T for k = w[oc][c], or w[c][oc]
+// rotated when 'flip'. Panels [p0, p1): each input channel's kernels of a panel's output
+// channels go in the lanes of one vector (gathers of their 9 taps), and each xi's result is
+// the panel's mr contiguous floats for that channel; lanes past OC hold zeros.
+W4 static void weight_transform (float *U, const float *w, int flip, int p0, int p1,
                                  const trl_conv_geom *g) {
-  size_t plane = (size_t)g->OC * g->C;
-  int cs = flip ? 9 * g->OC : 9;   // floats from one input channel's kernel to the next
-  __m256i vix = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(cs));
-  for (int oc = oc0; oc < oc1; oc++)
-    for (int c = 0; c < g->C; c += 8) {
-      int nc = g->C - c < 8 ? g->C - c : 8;
-      const float *src = flip ? w + ((size_t)c * g->OC + oc) * 9 : w + ((size_t)oc * g->C + c) * 9;
-      __m256 k[3][3], t[6][3];
+  size_t plane = u_plane(g);
+  int mr = trl_gemm_mr(g->OC);
+  int os = flip ? 9 : 9 * g->C;   // floats from one output channel's kernel to the next
+  __m512i vix = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                     13, 14, 15), _mm512_set1_epi32(os));
+  for (int pn = p0; pn < p1; pn++) {
+    int oc0 = pn * mr, nr = g->OC - oc0 < mr ? g->OC - oc0 : mr;
+    __mmask16 live = (__mmask16)((1u << nr) - 1), all = (__mmask16)((1u << mr) - 1);
+    float *u = U + (size_t)oc0 * g->C;
+    for (int c = 0; c < g->C; c++) {
+      const float *src = flip ? w + ((size_t)c * g->OC + oc0) * 9 : w + ((size_t)oc0 * g->C + c) * 9;
+      __m512 k[3][3], t[6][3];
       for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) {
           int at = flip ? (2 - i) * 3 + (2 - j) : i * 3 + j;
-          if (nc == 8) k[i][j] = _mm256_i32gather_ps(src + at, vix, 4);
-          else {
-            float tmp[8] = { 0 };
-            for (int l = 0; l < nc; l++) tmp[l] = src[at + (size_t)l * cs];
-            k[i][j] = _mm256_loadu_ps(tmp);
-          }
+          k[i][j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, vix, src + at, 4);
         }
       for (int j = 0; j < 3; j++) {   // t = G k, column by column
-        __m256 o[6];
-        G3(o, k[0][j], k[1][j], k[2][j]);
+        __m512 o[6];
+        G3Z(o, k[0][j], k[1][j], k[2][j]);
         for (int i = 0; i < 6; i++) t[i][j] = o[i];
       }
-      float *u = U + (size_t)oc * g->C + c;
       for (int i = 0; i < 6; i++) {   // U = t G^T, row by row
-        __m256 o[6];
-        G3(o, t[i][0], t[i][1], t[i][2]);
-        for (int j = 0; j < 6; j++) {
-          if (nc == 8) _mm256_storeu_ps(u + (i * 6 + j) * plane, o[j]);
-          else {
-            float tmp[8];
-            _mm256_storeu_ps(tmp, o[j]);
-            memcpy(u + (i * 6 + j) * plane, tmp, sizeof(float) * nc);
-          }
-        }
+        __m512 o[6];
+        G3Z(o, t[i][0], t[i][1], t[i][2]);
+        for (int j = 0; j < 6; j++) _mm512_mask_storeu_ps(u + (i * 6 + j) * plane + (size_t)c * mr, all, o[j]);
       }
     }
+  }
 }
 
 // a in the low half, b in the high half
@@ -528,35 +539,36 @@ W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b
   int64_t ld = (int64_t)cr * TW + SLACK;
   if (nt < 1) nt = 1;
   float *U = ws;
-  size_t per = (size_t)36 * (g->C + g->OC) * ld;
+  size_t per = (size_t)36 * (g->C + g->OC) * ld, up = u_plane(g);
   int prev = nt > 1 ? trl_blas_threads(1) : 0;
   #pragma omp parallel num_threads(nt)
   {
     int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    weight_transform(U, w, flip, g->OC * t / nth, g->OC * (t + 1) / nth, g);
+    int panels = (g->OC + trl_gemm_mr(g->OC) - 1) / trl_gemm_mr(g->OC);
+    weight_transform(U, w, flip, panels * t / nth, panels * (t + 1) / nth, g);
     #pragma omp barrier
     if (team) {   // every chunk by all threads: channels, then xi, then output channels
-      float *V = U + (size_t)36 * g->OC * g->C, *M = V + (size_t)36 * g->C * ld;
+      float *V = U + 36 * up, *M = V + (size_t)36 * g->C * ld;
       for (int r0 = 0; r0 < rows; r0 += cr) {
         int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
         input_transform(V, ld, inp, r0, nr, g->C * t / nth, g->C * (t + 1) / nth, g);
         #pragma omp barrier
         for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
-          trl_sgemm(0, 0, g->OC, nn, g->C, 1.0f, U + (size_t)xi * g->OC * g->C, g->C,
-                    V + (size_t)xi * ld, (int)(36 * ld), 0.0f, M + (size_t)xi * ld, (int)(36 * ld));
+          trl_gemm_packed(g->OC, nn, g->C, U + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
+                          M + (size_t)xi * ld, (int)(36 * ld), NULL, NULL, 0);
         #pragma omp barrier
         output_transform(out, M, ld, b, e, acc, r0, nr, g->OC * t / nth, g->OC * (t + 1) / nth, g);
         #pragma omp barrier
       }
     } else {   // chunks of 'cr' tile rows go out dynamically, as in conv2d.c
-      float *V = U + (size_t)36 * g->OC * g->C + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
+      float *V = U + 36 * up + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
       #pragma omp for schedule(dynamic, 1)
       for (int r0 = 0; r0 < rows; r0 += cr) {
         int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
         input_transform(V, ld, inp, r0, nr, 0, g->C, g);
         for (int xi = 0; xi < 36; xi++)   // V and M keep a channel's 36 rows together
-          trl_sgemm(0, 0, g->OC, nn, g->C, 1.0f, U + (size_t)xi * g->OC * g->C, g->C,
-                    V + (size_t)xi * ld, (int)(36 * ld), 0.0f, M + (size_t)xi * ld, (int)(36 * ld));
+          trl_gemm_packed(g->OC, nn, g->C, U + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
+                          M + (size_t)xi * ld, (int)(36 * ld), NULL, NULL, 0);
         output_transform(out, M, ld, b, e, acc, r0, nr, 0, g->OC, g);
       }
     }
