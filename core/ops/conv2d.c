@@ -505,14 +505,118 @@ static void dw3_backward_weight_plane (double *s9, const float *x, const float *
   for (int i = 0; i < 9; i++) s9[i] += sc[i];
 }
 
-// Shapes as in depthwise_forward, with OC = C and 3x3 weights.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__AVX2__)
+#define W5 __attribute__((target("avx2,fma,avx512f,avx512vl")))
+
+static int dw3_avx512 (void) {
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  }
+  return ok;
+}
+
+// The AVX-512 plane: x goes first into a zero-padded copy (P: rows ih + ph, columns iw + pw;
+// stride 2 keeps the even and the odd columns as two planes), so every output column runs the
+// same 9 fmadds, 16 at a time, with no bounds checks and a masked store at the row's end; the
+// epilogue e (or NULL) of channel c is applied before the store. dw3_pad_floats(g) floats at P.
+static int dw3_pad_cols (const trl_conv_geom *g) {   // floats per row of P (of each half)
+  int ow16 = (g->OW + 15) / 16 * 16;
+  return ow16 + 16;
+}
+
+static size_t dw3_pad_floats (const trl_conv_geom *g) {
+  int rows = (g->OH - 1) * g->sh + 3;
+  return (size_t)rows * dw3_pad_cols(g) * (g->sw == 1 ? 1 : 2) + 2 * (size_t)dw3_pad_cols(g) + 64;
+}
+
+W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, float bv,
+                                     const trl_epilogue *e, int c, float *P,
+                                     const trl_conv_geom *g) {
+  int s = g->sw, PC = dw3_pad_cols(g), rows = (g->OH - 1) * s + 3;
+  float *row = P + (size_t)rows * PC * (s == 1 ? 1 : 2);   // stride 2: one padded input row
+  for (int r = 0; r < rows; r++) {
+    int ih = r - g->ph;
+    float *dst = s == 1 ? P + (size_t)r * PC : row;
+    int width = s == 1 ? PC : 2 * PC;
+    memset(dst, 0, sizeof(float) * width);
+    if (ih >= 0 && ih < g->H) {
+      int n = g->W < width - g->pw ? g->W : width - g->pw;
+      memcpy(dst + g->pw, x + (size_t)ih * g->W, sizeof(float) * n);
+    }
+    if (s == 2) {   // even columns to E (row r), odd to Od (row r of the second plane)
+      float *E = P + (size_t)r * PC, *Od = P + (size_t)(rows + r) * PC;
+      __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+      for (int i = 0; i < PC; i += 16) {
+        __m512 a = _mm512_loadu_ps(row + 2 * i), b = _mm512_loadu_ps(row + 2 * i + 16);
+        _mm512_storeu_ps(E + i, _mm512_permutex2var_ps(a, ev, b));
+        _mm512_storeu_ps(Od + i, _mm512_permutex2var_ps(a, od, b));
+      }
+    }
+  }
+  __m512 wv[9];
+  for (int i = 0; i < 9; i++) wv[i] = _mm512_set1_ps(w[i]);
+  float sc = e && e->scale ? e->scale[c] : 1.0f, sh = e && e->shift ? e->shift[c] : 0.0f;
+  int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
+  __m512 vs = _mm512_set1_ps(sc), vt = _mm512_set1_ps(sh);
+  __m512 vl = _mm512_set1_ps(e ? e->lo : 0.0f), vh = _mm512_set1_ps(e ? e->hi : 0.0f);
+  for (int oh = 0; oh < g->OH; oh++) {
+    float *orow = o + (size_t)oh * g->OW;
+    for (int ow = 0; ow < g->OW; ow += 16) {
+      __m512 acc = _mm512_set1_ps(bv);
+      for (int k = 0; k < 3; k++) {
+        const float *pr = P + (size_t)(oh * s + k) * PC + ow;
+        if (s == 1) {
+          acc = _mm512_fmadd_ps(wv[3 * k], _mm512_loadu_ps(pr), acc);
+          acc = _mm512_fmadd_ps(wv[3 * k + 1], _mm512_loadu_ps(pr + 1), acc);
+          acc = _mm512_fmadd_ps(wv[3 * k + 2], _mm512_loadu_ps(pr + 2), acc);
+        } else {
+          const float *po = pr + (size_t)rows * PC;
+          acc = _mm512_fmadd_ps(wv[3 * k], _mm512_loadu_ps(pr), acc);
+          acc = _mm512_fmadd_ps(wv[3 * k + 1], _mm512_loadu_ps(po), acc);
+          acc = _mm512_fmadd_ps(wv[3 * k + 2], _mm512_loadu_ps(pr + 1), acc);
+        }
+      }
+      if (e) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
+        acc = _mm512_fmadd_ps(acc, vs, vt);
+        if (clamp) acc = _mm512_min_ps(_mm512_max_ps(acc, vl), vh);
+      }
+      int n = g->OW - ow < 16 ? g->OW - ow : 16;
+      _mm512_mask_storeu_ps(orow + ow, (__mmask16)((1u << n) - 1), acc);
+    }
+  }
+}
+#else
+static int dw3_avx512 (void) { return 0; }
+static size_t dw3_pad_floats (const trl_conv_geom *g) { (void)g; return 0; }
+static void dw3_forward_plane512 (float *o, const float *x, const float *w, float bv,
+                                  const trl_epilogue *e, int c, float *P,
+                                  const trl_conv_geom *g) {
+  (void)o, (void)x, (void)w, (void)bv, (void)e, (void)c, (void)P, (void)g;
+}
+#endif
+
+// Shapes as in depthwise_forward, with OC = C and 3x3 weights; e (or NULL) is applied to each
+// plane while it is in cache where the CPU has AVX-512, else in one pass at the end.
 static void dw3_forward (float *out, const float *inp, const float *w, const float *b,
-                         const trl_conv_geom *g) {
-  int HW = g->H * g->W, L = g->OH * g->OW;
-  #pragma omp parallel for schedule(static) if ((int64_t)g->B * g->C * L > 16384)
-  for (int64_t p = 0; p < (int64_t)g->B * g->C; p++) {
-    int c = (int)(p % g->C);
-    dw3_forward_plane(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c, b ? b[c] : 0.0f, g);
+                         const trl_epilogue *e, const trl_conv_geom *g) {
+  int HW = g->H * g->W, L = g->OH * g->OW, wide = dw3_avx512();
+  #pragma omp parallel if ((int64_t)g->B * g->C * L > 16384)
+  {
+    float *P = wide ? trl_alloc(sizeof(float) * dw3_pad_floats(g)) : NULL;
+    #pragma omp for schedule(static)
+    for (int64_t p = 0; p < (int64_t)g->B * g->C; p++) {
+      int c = (int)(p % g->C);
+      if (P) dw3_forward_plane512(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c,
+                                  b ? b[c] : 0.0f, e, c, P, g);
+      else {
+        dw3_forward_plane(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c, b ? b[c] : 0.0f, g);
+        if (e) trl_epilogue_row(out + (size_t)p * L, out + (size_t)p * L, e, c, L);
+      }
+    }
+    if (P) trl_free(P, sizeof(float) * dw3_pad_floats(g));
   }
 }
 
@@ -786,9 +890,11 @@ static void forward (float *out, const float *inp, const float *w, const float *
     return;
   }
   if (conv_kind(g) == DEPTHWISE) {   // the epilogue afterwards
-    if (is_dw3(g)) dw3_forward(out, inp, w, b, g);
-    else depthwise_forward(out, inp, w, b, g);
-    if (e) trl_epilogue_planes(out, out, e, g->B, g->OC, (int64_t)g->OH * g->OW);
+    if (is_dw3(g)) dw3_forward(out, inp, w, b, e, g);
+    else {
+      depthwise_forward(out, inp, w, b, g);
+      if (e) trl_epilogue_planes(out, out, e, g->B, g->OC, (int64_t)g->OH * g->OW);
+    }
     return;
   }
   plan p = make_plan(g);
