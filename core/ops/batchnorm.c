@@ -62,25 +62,29 @@ static double vsqdev (const float *x, int n, float m) {
 }
 
 // The gradient through a clamp to [lo, hi] whose output is y: g where lo < y < hi, else 0
-// (relu's 'o > 0 ? g : 0' for lo = 0, hi = inf). y NULL: g.
-#define MASKED(g, y, i, lo, hi) ((y) && !((y)[i] > (lo) && (y)[i] < (hi)) ? 0.0f : (g)[i])
+// (relu's 'o > 0 ? g : 0' for lo = 0, hi = inf). y is recomputed from x as the forward made
+// it, z = fmaf(x, scale, shift) (bn_forward, the same bits), and lo < y < hi iff lo < z < hi
+// (NaN: neither): backward never reads y.
+typedef struct { int on; float scale, shift, lo, hi; } clampmask;
+#define MASKED(g, x, i, k) ((k)->on && !(fmaf((x)[i], (k)->scale, (k)->shift) > (k)->lo && \
+                            fmaf((x)[i], (k)->scale, (k)->shift) < (k)->hi) ? 0.0f : (g)[i])
 
-static inline __m256 vmasked (const float *go, const float *y, int i, __m256 vl, __m256 vh) {
+static inline __m256 vmasked (const float *go, const float *x, int i, const clampmask *k) {
   __m256 g = _mm256_loadu_ps(go + i);
-  if (!y) return g;
-  __m256 v = _mm256_loadu_ps(y + i);
-  __m256 keep = _mm256_and_ps(_mm256_cmp_ps(v, vl, _CMP_GT_OQ), _mm256_cmp_ps(v, vh, _CMP_LT_OQ));
+  if (!k->on) return g;
+  __m256 z = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(k->scale), _mm256_set1_ps(k->shift));
+  __m256 keep = _mm256_and_ps(_mm256_cmp_ps(z, _mm256_set1_ps(k->lo), _CMP_GT_OQ),
+                              _mm256_cmp_ps(z, _mm256_set1_ps(k->hi), _CMP_LT_OQ));
   return _mm256_and_ps(g, keep);
 }
 
-// *sg += sum(go), *sgx += sum(go * (x - m)), go masked by y as in MASKED
-static void vgrad_sums (double *sg, double *sgx, const float *go, const float *y, float lo,
-                        float hi, const float *x, int n, float m) {
+// *sg += sum(go), *sgx += sum(go * (x - m)), go masked as in MASKED
+static void vgrad_sums (double *sg, double *sgx, const float *go, const clampmask *k,
+                        const float *x, int n, float m) {
   __m256 a = _mm256_setzero_ps(), ax = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
-  __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 g = vmasked(go, y, i, vl, vh);
+    __m256 g = vmasked(go, x, i, k);
     a = _mm256_add_ps(a, g);
     ax = _mm256_fmadd_ps(g, _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), ax);
   }
@@ -90,7 +94,7 @@ static void vgrad_sums (double *sg, double *sgx, const float *go, const float *y
   double s = 0, sx = 0;
   for (int j = 0; j < 8; j++) s += t[j], sx += tx[j];
   for (; i < n; i++) {
-    float g = MASKED(go, y, i, lo, hi);
+    float g = MASKED(go, x, i, k);
     s += g, sx += (double)g * (x[i] - m);
   }
   *sg += s, *sgx += sx;
@@ -106,11 +110,13 @@ static double vsqdev (const float *x, int n, float m) {
   for (int i = 0; i < n; i++) s += (double)(x[i] - m) * (x[i] - m);
   return s;
 }
-#define MASKED(g, y, i, lo, hi) ((y) && !((y)[i] > (lo) && (y)[i] < (hi)) ? 0.0f : (g)[i])
-static void vgrad_sums (double *sg, double *sgx, const float *go, const float *y, float lo,
-                        float hi, const float *x, int n, float m) {
+typedef struct { int on; float scale, shift, lo, hi; } clampmask;
+#define MASKED(g, x, i, k) ((k)->on && !(fmaf((x)[i], (k)->scale, (k)->shift) > (k)->lo && \
+                            fmaf((x)[i], (k)->scale, (k)->shift) < (k)->hi) ? 0.0f : (g)[i])
+static void vgrad_sums (double *sg, double *sgx, const float *go, const clampmask *k,
+                        const float *x, int n, float m) {
   for (int i = 0; i < n; i++) {
-    float g = MASKED(go, y, i, lo, hi);
+    float g = MASKED(go, x, i, k);
     *sg += g, *sgx += (double)g * (x[i] - m);
   }
 }
@@ -131,6 +137,15 @@ void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, i
   }
 }
 
+// Channel c's affine (y = x * scale + shift before the clamp) and clamp: bn_forward applies
+// it, bn_backward recomputes the clamp's mask from x with it (the same bits).
+static clampmask clamp_of (int clamp, float lo, float hi, const float *beta, const float *mean,
+                           const float *invstd, const float *gamma, int c) {
+  float scale = (gamma ? gamma[c] : 1.0f) * invstd[c];
+  float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
+  return (clampmask){ clamp, scale, shift, lo, hi };
+}
+
 // As batchnorm_forward, then each output clamped to [lo, hi] when 'clamp' (NaN -> lo, as relu).
 static void bn_forward (float *out, const float *inp, const float *mean, const float *invstd,
                         const float *gamma, const float *beta, int B, int C, int S,
@@ -138,11 +153,9 @@ static void bn_forward (float *out, const float *inp, const float *mean, const f
   // one (n, c) plane per iteration: all B*C planes share the threads, even when C is small
   #pragma omp parallel for schedule(static) if (BIG(B, C, S))
   for (int64_t p = 0; p < (int64_t)B * C; p++) {
-    int c = (int)(p % C);
-    float scale = (gamma ? gamma[c] : 1.0f) * invstd[c];
-    float shift = (beta ? beta[c] : 0.0f) - mean[c] * scale;
+    clampmask k = clamp_of(clamp, lo, hi, beta, mean, invstd, gamma, (int)(p % C));
     // one (n, c) plane: the same fmadd-then-clamp as the inference epilogue (same bits)
-    trl_epilogue e = { &scale, &shift, clamp ? lo : -INFINITY, clamp ? hi : INFINITY };
+    trl_epilogue e = { &k.scale, &k.shift, clamp ? lo : -INFINITY, clamp ? hi : INFINITY };
     trl_epilogue_row(out + (size_t)p * S, inp + (size_t)p * S, &e, 0, S);
   }
 }
@@ -155,9 +168,10 @@ void batchnorm_forward (float *out, const float *inp, const float *mean, const f
 
 // dinp/dout/inp are (B,C,S), dgamma/dbeta/mean/invstd/gamma are (C); NULL outputs are skipped.
 // As batchnorm_backward; with 'write', dinp is written (dx = ...) instead of accumulated.
-// With y (the output of a fused clamp to [lo, hi], (B,C,S)), dout is first masked as in MASKED.
+// With 'clamp' (the forward clamped its output to [lo, hi], with beta (C) or NULL as its
+// shift), dout is first masked as in MASKED.
 static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
-                         const float *y, float lo, float hi,
+                         int clamp, float lo, float hi, const float *beta,
                          const float *inp, const float *mean, const float *invstd,
                          const float *gamma, int B, int C, int S, int training, int write) {
   double M = (double)B * S;
@@ -169,10 +183,11 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
     #pragma omp for schedule(static)
     for (int c = 0; c < C; c++) {
       float m = mean[c], is = invstd[c];
+      clampmask cm = clamp_of(clamp, lo, hi, beta, mean, invstd, gamma, c);
       double sg = 0, sgx = 0;    // sum(dout), sum(dout * (x - m))
       for (int n = 0; n < B; n++) {
         size_t o = ((size_t)n * C + c) * S;
-        vgrad_sums(&sg, &sgx, dout + o, y ? y + o : NULL, lo, hi, inp + o, S, m);
+        vgrad_sums(&sg, &sgx, dout + o, &cm, inp + o, S, m);
       }
       sgx *= is;
       if (dbeta) dbeta[c] += (float)sg;
@@ -188,15 +203,14 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
         for (int n = 0; n < B; n++) {
           const float *x = inp + ((size_t)n * C + c) * S, *go = dout + ((size_t)n * C + c) * S;
           float *dx = dinp + ((size_t)n * C + c) * S;
-          const float *yc = y ? y + ((size_t)n * C + c) * S : NULL;
-          if (!yc)
+          if (!clamp)
             for (int i = 0; i < S; i++) {   // r as before 'write' existed: the same bits
               float r = k * go[i] + a * x[i] + b;
               dx[i] = write ? r : dx[i] + r;
             }
           else
             for (int i = 0; i < S; i++) {
-              float g = MASKED(go, yc, i, lo, hi), r = k * g + a * x[i] + b;
+              float g = MASKED(go, x, i, &cm), r = k * g + a * x[i] + b;
               dx[i] = write ? r : dx[i] + r;
             }
         }
@@ -206,27 +220,26 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
       for (int64_t p = 0; p < (int64_t)B * C; p++) {
         int c = (int)(p % C);
         const float *x = inp + (size_t)p * S, *go = dout + (size_t)p * S;
-        const float *yp = y ? y + (size_t)p * S : NULL;
+        clampmask cm = clamp_of(clamp, lo, hi, beta, mean, invstd, gamma, c);
         float *dx = dinp + (size_t)p * S;
         int i = 0;
 #ifdef VEC8
         __m256 vk = _mm256_set1_ps(ka[3 * c]), va = _mm256_set1_ps(ka[3 * c + 1]);
         __m256 vb = _mm256_set1_ps(ka[3 * c + 2]);
-        __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
         for (; i + 8 <= S; i += 8) {
-          __m256 r = _mm256_fmadd_ps(vk, vmasked(go, yp, i, vl, vh),
+          __m256 r = _mm256_fmadd_ps(vk, vmasked(go, x, i, &cm),
                                      _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
           _mm256_storeu_ps(dx + i, write ? r : _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
         }
 #endif
-        if (!yp)
+        if (!clamp)
           for (; i < S; i++) {
             float r = ka[3 * c] * go[i] + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
             dx[i] = write ? r : dx[i] + r;
           }
         else
           for (; i < S; i++) {
-            float g = MASKED(go, yp, i, lo, hi);
+            float g = MASKED(go, x, i, &cm);
             float r = ka[3 * c] * g + ka[3 * c + 1] * x[i] + ka[3 * c + 2];
             dx[i] = write ? r : dx[i] + r;
           }
@@ -238,7 +251,7 @@ static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *
 void batchnorm_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
                          const float *inp, const float *mean, const float *invstd,
                          const float *gamma, int B, int C, int S, int training) {
-  bn_backward(dinp, dgamma, dbeta, dout, NULL, 0, 0, inp, mean, invstd, gamma, B, C, S,
+  bn_backward(dinp, dgamma, dbeta, dout, 0, 0, 0, NULL, inp, mean, invstd, gamma, B, C, S,
               training, 0);
 }
 
@@ -285,14 +298,14 @@ void batchnorm_backward_ref (float *dinp, float *dgamma, float *dbeta, const flo
 typedef struct { int B, C, S, training, clamp; float lo, hi; } bn_info;
 
 // saved: [0] contiguous x, [1] mean (C), [2] invstd (C), [3] contiguous gamma or NULL,
-// [4] the output when a clamp is fused (its gradient mask).
+// [4] contiguous beta or NULL when a clamp is fused (with x, it gives the gradient mask).
 static trl_status bn_bwd (trl_node *node, const trl_tensor *gout, trl_tensor **gin) {
   const bn_info *in = (const bn_info *)node->payload;
-  trl_tensor *gc = NULL, *gamma = node->saved[3], *y = node->saved[4];
+  trl_tensor *gc = NULL, *gamma = node->saved[3], *beta = node->saved[4];
   if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
   bn_backward(gin[0] ? trl_f32(gin[0]) : NULL, gin[1] ? trl_f32(gin[1]) : NULL,
               gin[2] ? trl_f32(gin[2]) : NULL, trl_f32(gc ? gc : gout),
-              y ? trl_f32(y) : NULL, in->lo, in->hi,
+              in->clamp, in->lo, in->hi, beta ? trl_f32(beta) : NULL,
               trl_f32(node->saved[0]), trl_f32(node->saved[1]), trl_f32(node->saved[2]),
               gamma ? trl_f32(gamma) : NULL, in->B, in->C, in->S, in->training,
               (int)(node->fresh & 1u));   // a fresh dx is written (overwrites, below)
@@ -374,7 +387,7 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
     trl_node_save(node, 1, mean);
     trl_node_save(node, 2, invstd);
     if (gc) trl_node_save(node, 3, gc);
-    if (info.clamp) trl_node_save(node, 4, y);
+    if (info.clamp && bc) trl_node_save(node, 4, bc);
     st = trl_node_drop_values(node, 1u);   // backward reads the saved x, not the input
   }
 done:
