@@ -2,10 +2,11 @@
 ** conv2d.c: 2-D convolution on NCHW float32 (stride, padding, dilation, groups, optional bias)
 ** and its backward. OpenMP threads split the batch and run im2col + single-threaded GEMMs on
 ** their own images (several images per GEMM for small maps; rows of one image at a time when
-** its columns outgrow L2); 3x3 stride-1 convs go through Winograd (conv_winograd.h: F(4x4,3x3)
-** with AVX-512, also for the weight gradient, else F(2x2,3x3)) for the output and the data
-** gradient; a 1x1, stride-1, unpadded conv skips im2col; depthwise convs use a direct kernel
-** (AVX2 for 3x3, stride 1 or 2).
+** its columns outgrow L2); forward GEMMs are trl's own (gemm.h: bias or epilogue applied in
+** registers), backward ones OpenBLAS's. 3x3 stride-1 convs go through Winograd
+** (conv_winograd.h: F(4x4,3x3) with AVX-512, also for the weight gradient, else F(2x2,3x3))
+** for the output and the data gradient; a 1x1, stride-1, unpadded conv skips im2col; depthwise
+** convs use a direct kernel (3x3, stride 1 or 2: AVX-512 forward on a padded plane, else AVX2).
 ** Not here: 3-D, NHWC.
 */
 #include <omp.h>
@@ -262,10 +263,11 @@ static void depthwise_backward (float *dinp, float *dw, const float *dout, const
 ** Depthwise 3x3 (stride 1 or 2, dilation 1, one output channel per input channel)
 ** =================================================================== */
 
-// MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. The interior
-// columns (all three taps inside the row) run 8 outputs at a time with AVX2 + FMA, with no
-// bounds checks (stride 1 ends a row with a masked vector); the border columns and the stride-2
-// tails take scalar sums with checks. Stride 2 splits a run of 16 input columns into its even
+// MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. With AVX-512
+// the forward runs on a zero-padded copy of the plane (dw3_forward_plane512). Otherwise, and
+// in backward, the interior columns (all three taps inside the row) run 8 outputs at a time
+// with AVX2 + FMA, with no bounds checks (stride 1 ends a row with a masked vector); the border
+// columns and the stride-2 tails take scalar sums with checks. Stride 2 splits a run of 16 input columns into its even
 // and odd columns. Sums are float (the '_ref'
 // kernels sum in double); each plane's sums are exact functions of its data, so threads never
 // change the bits.
@@ -655,7 +657,8 @@ static void dw3_backward (float *dinp, float *dw, const float *dout, const float
 ** =================================================================== */
 
 // Below this many columns per GEMM (OH*OW of one image), a thread batches several images'
-// columns into one GEMM: the 14x14 and 7x7 layers of a ResNet have 196 and 49.
+// columns into one GEMM: the 14x14 and 7x7 layers of a ResNet have 196 and 49. (Forward with
+// trl's GEMM batches only maps under 128 outputs: see forward.)
 #define MINCOLS 1024
 
 // How the GEMM path splits work: 'nt' threads take the images 'nb' at a time (one GEMM over
