@@ -112,6 +112,7 @@ void kernel_w (const int W, const int R, int kc, const float *a, const float *b,
       else if (first && t->bias && r < mr) acc[r][w] = _mm512_set1_ps(t->bias[t->row0 + row + r]);
       else acc[r][w] = _mm512_setzero_ps();
     }
+  #pragma GCC unroll 2
   for (int k = 0; k < kc; k++) {
     __m512 bv[2];
     for (int w = 0; w < W; w++) bv[w] = _mm512_load_ps(b + k * NR + 16 * w);
@@ -186,6 +187,17 @@ static float *bp_scratch (void) {
   return bp_buf;
 }
 
+// Thread th of nth: its share of C's column panels.
+static void gemm_thread (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
+                         int ldc, const tail_ops *t, int th, int nth) {
+  float *Bp = bp_scratch(), small[KC * NR + 16];   // without memory, one panel at a time
+  size_t bpn = BP_FLOATS;
+  if (!Bp) Bp = (float *)(((uintptr_t)small + 63) & ~(uintptr_t)63), bpn = KC * NR;
+  int panels = (N + NR - 1) / NR, p0 = panels * th / nth, p1 = panels * (th + 1) / nth;
+  int j0 = p0 * NR, j1 = p1 * NR < N ? p1 * NR : N;
+  if (p0 < p1) gemm_cols(M, K, Ap, B, ldb, C, ldc, j0, j1, t, Bp, bpn);
+}
+
 int trl_gemm_mr (int M) { return avx512() ? mr_for(M) : 1; }
 
 size_t trl_gemm_packed_size (int M, int K) {
@@ -205,17 +217,12 @@ void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int 
   tail_ops t = { bias, e, row0 };
   int nt = omp_get_level() > 0 ? 1 : trl_get_num_threads();
   if ((double)M * N * K < 4e6 || N < 2 * NR) nt = 1;
-  int panels = (N + NR - 1) / NR;
-  #pragma omp parallel num_threads(nt)
-  {
-    int th = omp_get_thread_num(), nth = omp_get_num_threads();
-    float *Bp = bp_scratch(), small[KC * NR + 16];   // without memory, one panel at a time
-    size_t bpn = BP_FLOATS;
-    if (!Bp) Bp = (float *)(((uintptr_t)small + 63) & ~(uintptr_t)63), bpn = KC * NR;
-    int p0 = panels * th / nth, p1 = panels * (th + 1) / nth;
-    int j0 = p0 * NR, j1 = p1 * NR < N ? p1 * NR : N;
-    if (p0 < p1) gemm_cols(M, K, Ap, B, ldb, C, ldc, j0, j1, &t, Bp, bpn);
+  if (nt == 1) {   // no parallel region: a nested one costs about a microsecond per call
+    gemm_thread(M, N, K, Ap, B, ldb, C, ldc, &t, 0, 1);
+    return;
   }
+  #pragma omp parallel num_threads(nt)
+  gemm_thread(M, N, K, Ap, B, ldb, C, ldc, &t, omp_get_thread_num(), omp_get_num_threads());
 }
 
 #else
