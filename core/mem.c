@@ -19,6 +19,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <sys/mman.h>
 
 #include "mem.h"
 
@@ -102,6 +103,25 @@ static void fix_mmap_threshold (void) {
 #endif
 }
 
+// Blocks of HUGE_MIN and up ask for 2 MiB pages (transparent huge pages, where the kernel
+// has them in 'madvise' mode) for the 2 MiB-aligned part of the block: one page fault per
+// 2 MiB instead of 512, before the block is first touched.
+#define HUGE_MIN ((size_t)8 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+static void ask_huge (void *p, size_t n) {
+#ifdef MADV_HUGEPAGE
+  static int off = -1;   // TRL_HUGEPAGES=0: leave the kernel's default (for comparisons)
+  if (off < 0) off = getenv("TRL_HUGEPAGES") && getenv("TRL_HUGEPAGES")[0] == '0';
+  if (off) return;
+  uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  uintptr_t b = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
+  if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);   // advice only: failure is harmless
+#else
+  (void)p, (void)n;
+#endif
+}
+
 static void *raw_alloc (size_t n) {
   if (n >= CACHE_MIN) fix_mmap_threshold();
   void *p = aligned_alloc(64, n);
@@ -110,6 +130,7 @@ static void *raw_alloc (size_t n) {
     run_hook();
     p = aligned_alloc(64, n);
   }
+  if (p && n >= HUGE_MIN) ask_huge(p, n);
   return p;
 }
 
