@@ -13,17 +13,19 @@ static inline float clipped (float g, float clip) {
   return g;
 }
 
+// 'simd': GCC's -O2 left these loops scalar (the clip test), 8x below memory speed on a
+// ResNet-18's 11M weights. The vector lanes do the same operations in the same order.
 void trl_sgd_update (float *w, const float *g, float *mom, int64_t n,
                      float lr, float wd, float rescale, float momentum, float clip) {
   if (mom && momentum != 0) {
-    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++) {
       float d = clipped(rescale * g[i], clip) + wd * w[i];
       mom[i] = momentum * mom[i] - lr * d;
       w[i] += mom[i];
     }
   } else {
-    #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (int64_t i = 0; i < n; i++)
       w[i] -= lr * (clipped(rescale * g[i], clip) + wd * w[i]);
   }
