@@ -30,6 +30,16 @@ int trl_blas_threads (int n) {
   return prev;
 }
 
+// Packing where the CPU lacks AVX-512: A row-major, from A or from its transpose.
+static void pack_rows (float *Ap, const float *A, int lda, int M, int K) {
+  for (int i = 0; i < M; i++) memcpy(Ap + (size_t)i * K, A + (size_t)i * lda, sizeof(float) * K);
+}
+
+static void pack_rows_t (float *Ap, const float *At, int lda, int M, int K) {
+  for (int i = 0; i < M; i++)
+    for (int k = 0; k < K; k++) Ap[(size_t)i * K + k] = At[(size_t)k * lda + i];
+}
+
 // The portable path: what the fused kernel computes, by OpenBLAS and a separate pass.
 static void gemm_blas (int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                        float *C, int ldc, const float *bias, const trl_epilogue *e, int row0) {
@@ -78,6 +88,18 @@ static void pack_a (float *Ap, const float *A, int lda, int M, int K, int R) {
   }
 }
 
+// The same for A given transposed: A (M,K) is At (K,M), rows lda apart.
+static void pack_at (float *Ap, const float *At, int lda, int M, int K, int R) {
+  for (int i0 = 0; i0 < M; i0 += R) {
+    float *p = Ap + (size_t)i0 * K;
+    int mr = M - i0 < R ? M - i0 : R;
+    for (int k = 0; k < K; k++) {
+      memcpy(p + (size_t)k * R, At + (size_t)k * lda + i0, sizeof(float) * mr);
+      for (int r = mr; r < R; r++) p[(size_t)k * R + r] = 0.0f;
+    }
+  }
+}
+
 // B rows [k0, k0+kc), columns [j0, j0+nr) into kc x NR, columns past nr zero.
 W5 static void pack_b (float *Bp, const float *B, int ldb, int k0, int kc, int j0, int nr) {
   __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
@@ -93,6 +115,7 @@ typedef struct {
   const float *bias;         // per row, or NULL
   const trl_epilogue *e;     // per row, or NULL
   int row0;                  // channel of C's row 0 (for bias and e)
+  int add;                   // C += A x B: the first K block starts from C too
 } tail_ops;
 
 // C (mr x nr of R x NR) = [C +] a (kc x R) x b (kc x NR); 'first' starts from the bias or
@@ -173,7 +196,7 @@ W5 static void gemm_cols (int M, int K, const float *Ap, const float *B, int ldb
           int nr = jn - j < NR ? jn - j : NR;
           (nr > 16 ? full : half)(kc, Ap + (size_t)i * K + (size_t)k0 * R, Bp + (size_t)j * kc,
                                   C + (size_t)i * ldc + jc + j, ldc, M - i < R ? M - i : R, nr,
-                                  k0 == 0, k0 + kc >= K, t, i);
+                                  k0 == 0 && !t->add, k0 + kc >= K, t, i);
         }
     }
   }
@@ -207,22 +230,40 @@ size_t trl_gemm_packed_size (int M, int K) {
 
 void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K) {
   if (avx512()) pack_a(Ap, A, lda, M, K, mr_for(M));
-  else for (int i = 0; i < M; i++) memcpy(Ap + (size_t)i * K, A + (size_t)i * lda, sizeof(float) * K);
+  else pack_rows(Ap, A, lda, M, K);
+}
+
+void trl_gemm_pack_t (float *Ap, const float *At, int lda, int M, int K) {
+  if (avx512()) pack_at(Ap, At, lda, M, K, mr_for(M));
+  else pack_rows_t(Ap, At, lda, M, K);
+}
+
+static void gemm_run (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
+                      int ldc, const tail_ops *t) {
+  int nt = omp_get_level() > 0 ? 1 : trl_get_num_threads();
+  if ((double)M * N * K < 4e6 || N < 2 * NR) nt = 1;
+  if (nt == 1) {   // no parallel region: a nested one costs about a microsecond per call
+    gemm_thread(M, N, K, Ap, B, ldb, C, ldc, t, 0, 1);
+    return;
+  }
+  #pragma omp parallel num_threads(nt)
+  gemm_thread(M, N, K, Ap, B, ldb, C, ldc, t, omp_get_thread_num(), omp_get_num_threads());
 }
 
 void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
                       int ldc, const float *bias, const trl_epilogue *e, int row0) {
   if (M <= 0 || N <= 0) return;
   if (!avx512() || K <= 0) { gemm_blas(M, N, K, Ap, K, B, ldb, C, ldc, bias, e, row0); return; }
-  tail_ops t = { bias, e, row0 };
-  int nt = omp_get_level() > 0 ? 1 : trl_get_num_threads();
-  if ((double)M * N * K < 4e6 || N < 2 * NR) nt = 1;
-  if (nt == 1) {   // no parallel region: a nested one costs about a microsecond per call
-    gemm_thread(M, N, K, Ap, B, ldb, C, ldc, &t, 0, 1);
-    return;
-  }
-  #pragma omp parallel num_threads(nt)
-  gemm_thread(M, N, K, Ap, B, ldb, C, ldc, &t, omp_get_thread_num(), omp_get_num_threads());
+  tail_ops t = { bias, e, row0, 0 };
+  gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t);
+}
+
+void trl_gemm_packed_add (int M, int N, int K, const float *Ap, const float *B, int ldb,
+                          float *C, int ldc) {
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  if (!avx512()) { trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc); return; }
+  tail_ops t = { NULL, NULL, 0, 1 };
+  gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t);
 }
 
 #else
@@ -230,8 +271,15 @@ void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int 
 int trl_gemm_mr (int M) { (void)M; return 1; }
 size_t trl_gemm_packed_size (int M, int K) { return (size_t)M * K; }
 
-void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K) {
-  for (int i = 0; i < M; i++) memcpy(Ap + (size_t)i * K, A + (size_t)i * lda, sizeof(float) * K);
+void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K) { pack_rows(Ap, A, lda, M, K); }
+
+void trl_gemm_pack_t (float *Ap, const float *At, int lda, int M, int K) {
+  pack_rows_t(Ap, At, lda, M, K);
+}
+
+void trl_gemm_packed_add (int M, int N, int K, const float *Ap, const float *B, int ldb,
+                          float *C, int ldc) {
+  if (M > 0 && N > 0 && K > 0) trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc);
 }
 
 void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,

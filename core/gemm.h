@@ -26,5 +26,11 @@ size_t trl_gemm_packed_size (int M, int K);
 void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K);
 void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
                       int ldc, const float *bias, const trl_epilogue *e, int row0);
+// trl_gemm_pack for A given as its transpose At (K,M), rows lda apart (a conv's data gradient
+// multiplies by the weight transposed).
+void trl_gemm_pack_t (float *Ap, const float *At, int lda, int M, int K);
+// C += A x B, A packed.
+void trl_gemm_packed_add (int M, int N, int K, const float *Ap, const float *B, int ldb,
+                          float *C, int ldc);
 
 #endif

@@ -669,6 +669,7 @@ typedef struct {
   size_t tmp;    // per thread: the GEMM's (OCg, nb*L) output or gathered dout, when nb > 1
   size_t dwp;    // per thread but the first: a private weight gradient, summed at the end
   size_t wpk;    // shared, forward only: the weight packed for trl_gemm_packed, per group
+  size_t wpt;    // shared, backward only: the weight transposed and packed, per group
 } plan;
 
 static plan make_plan (const trl_conv_geom *g) {
@@ -681,7 +682,7 @@ static plan make_plan (const trl_conv_geom *g) {
   int per = (g->B + 2 * nt - 1) / (2 * nt), nb = 1;   // at least 2 chunks per thread
   if (g->G == 1 && L < MINCOLS) nb = (MINCOLS + L - 1) / L;
   if (nb > per) nb = per;
-  plan p = { kind, nt, nb, 0, 0, 0, trl_gemm_packed_size(OCg, K) };
+  plan p = { kind, nt, nb, 0, 0, 0, trl_gemm_packed_size(OCg, K), trl_gemm_packed_size(K, OCg) };
   if (kind == GENERAL || nb > 1) p.col = (size_t)K * nb * L;
   if (nb > 1) p.tmp = (size_t)OCg * nb * L;
   if (nt > 1) p.dwp = (size_t)g->OC * K;
@@ -718,8 +719,8 @@ static int use_wino_wgrad (const trl_conv_geom *g) {
 size_t conv2d_workspace (const trl_conv_geom *g) {
   if (conv_kind(g) == DEPTHWISE) return 0;
   plan p = make_plan(g);
-  size_t dwp = (size_t)(p.nt - 1) * p.dwp, wpk = (size_t)g->G * p.wpk;
-  size_t n = (size_t)p.nt * (p.col + p.tmp) + (dwp > wpk ? dwp : wpk);
+  size_t bwd = (size_t)(p.nt - 1) * p.dwp + (size_t)g->G * p.wpt, fwd = (size_t)g->G * p.wpk;
+  size_t n = (size_t)p.nt * (p.col + p.tmp) + (bwd > fwd ? bwd : fwd);
   if (use_winograd(g)) {
     trl_conv_geom t = transposed(g);
     size_t f = winograd_workspace(g, wino_threads());
@@ -804,9 +805,10 @@ static void forward_range (float *out, const float *inp, const float *wp, const 
 }
 
 // Backward for images [n0, n1): dx as in conv2d_backward, dwt (OC,C/G,KH,KW) is this thread's
-// weight gradient (accumulated), both may be NULL.
+// weight gradient (accumulated), both may be NULL; wpt is w_grp^T (K, OCg) packed by group
+// (p->wpt floats each, trl_gemm_pack_t) for the data gradient.
 static void backward_range (float *dinp, float *dwt, const float *dout, const float *inp,
-                            const float *w, int n0, int n1, float *col, float *tmp,
+                            const float *wpt, int n0, int n1, float *col, float *tmp,
                             const plan *p, const trl_conv_geom *g) {
   int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW;
   int L = g->OH * g->OW, HW = g->H * g->W;
@@ -816,7 +818,7 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
     int64_t ld = (int64_t)m * L;
     for (int grp = 0; rb && grp < g->G; grp++) {   // one image, rows [oh0, oh0 + nr) at a time
       const float *x = inp + ((size_t)n * g->C + (size_t)grp * Cg) * HW;
-      const float *wg = w + (size_t)grp * OCg * K;
+      const float *wt = wpt + (size_t)grp * p->wpt;
       const float *go = dout + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
       float *dx = dinp ? dinp + ((size_t)n * g->C + (size_t)grp * Cg) * HW : NULL;
       for (int oh0 = 0; oh0 < g->OH; oh0 += rb) {
@@ -827,13 +829,13 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
           trl_sgemm(0, 1, OCg, K, nc, 1.0f, gb, L, col, nc, 1.0f, dwt + (size_t)grp * OCg * K, K);
         }
         if (dx) {   // dcol (K, nc) = w_grp^T x go block, then back to pixels
-          trl_sgemm(1, 0, K, nc, OCg, 1.0f, wg, K, gb, L, 0.0f, col, nc);
+          trl_gemm_packed(K, nc, OCg, wt, gb, L, col, nc, NULL, NULL, 0);
           col2im_rows(dx, col, nc, Cg, oh0, oh0 + nr, g);
         }
       }
     }
     for (int grp = 0; !rb && grp < g->G; grp++) {
-      const float *wg = w + (size_t)grp * OCg * K;
+      const float *wt = wpt + (size_t)grp * p->wpt;
       const float *go = dout + ((size_t)n * g->OC + (size_t)grp * OCg) * L;
       float *dx = dinp ? dinp + ((size_t)n * g->C + (size_t)grp * Cg) * HW : NULL;
       if (m > 1) {   // gather the images' dout blocks: go becomes (OCg, m*L)
@@ -850,11 +852,11 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
       }
       if (!dx) continue;
       if (p->kind == POINTWISE && m == 1) {   // dx (Cg, L) += w_grp^T x go
-        trl_sgemm(1, 0, Cg, L, OCg, 1.0f, wg, K, go, L, 1.0f, dx, L);
+        trl_gemm_packed_add(Cg, L, OCg, wt, go, L, dx, L);
         continue;
       }
       // dcol (K, m*L) = w_grp^T x go, then back to pixels
-      trl_sgemm(1, 0, K, (int)ld, OCg, 1.0f, wg, K, go, (int)ld, 0.0f, col, (int)ld);
+      trl_gemm_packed(K, (int)ld, OCg, wt, go, (int)ld, col, (int)ld, NULL, NULL, 0);
       for (int i = 0; i < m; i++) {
         float *dxi = dx + (size_t)i * g->C * HW;
         const float *ci = col + (size_t)i * L;
@@ -970,11 +972,15 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
     dw = NULL;
     if (!dinp) return;
   }
+  float *dwp = ws + (size_t)p.nt * (p.col + p.tmp);   // threads 1.. accumulate privately
+  float *wpt = dwp + (size_t)(p.nt - 1) * p.dwp;
+  int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
+  for (int grp = 0; dinp && grp < g->G; grp++)
+    trl_gemm_pack_t(wpt + (size_t)grp * p.wpt, w + (size_t)grp * OCg * K, K, K, OCg);
   if (p.nt == 1) {
-    backward_range(dinp, dw, dout, inp, w, 0, g->B, ws, ws + p.col, &p, g);
+    backward_range(dinp, dw, dout, inp, wpt, 0, g->B, ws, ws + p.col, &p, g);
     return;
   }
-  float *dwp = ws + (size_t)p.nt * (p.col + p.tmp);   // threads 1.. accumulate privately
   TEAM_BEGIN(p)
     int nth = omp_get_num_threads();
     float *dwt = dw && t_ > 0 ? dwp + (size_t)(t_ - 1) * p.dwp : dw;
@@ -983,7 +989,7 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
     // or dw would differ in the last bits (a resumed training run must match an unbroken one)
     int lo = (int)((int64_t)g->B * t_ / nth), hi = (int)((int64_t)g->B * (t_ + 1) / nth);
     for (int n0 = lo; n0 < hi; n0 += p.nb)
-      backward_range(dinp, dwt, dout, inp, w, n0, n0 + p.nb < hi ? n0 + p.nb : hi, col, tmp, &p, g);
+      backward_range(dinp, dwt, dout, inp, wpt, n0, n0 + p.nb < hi ? n0 + p.nb : hi, col, tmp, &p, g);
     _Pragma("omp barrier")   // then every thread sums a slice of the private gradients into dw
     if (dw) {
       size_t lo = p.dwp * t_ / nth, hi = p.dwp * (t_ + 1) / nth;

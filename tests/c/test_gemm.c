@@ -1,8 +1,9 @@
 /*
 ** test_gemm.c: trl's own sgemm (gemm.h) against a double-precision reference: M, N and K on
 ** both sides of the register tile (12 or 8 rows, 16 or 32 columns) and of the K block (256),
-** strided B and C, the bias, the epilogue (scale, shift, clamp; NaN becomes lo), the packed
-** layout gemm.h documents, and the column split over threads (outside a parallel region)
+** strided B and C, the bias, the epilogue (scale, shift, clamp; NaN becomes lo), C += A x B,
+** the packed layout gemm.h documents (from A and from its transpose), and the column split
+** over threads (outside a parallel region)
 ** against one thread (inside one): the same bits. Bound: |C - ref| <= 1e-5 * (1 + sum|a*b|)
 ** per element (float sums of up to 600 terms; measured about 1e-7).
 */
@@ -21,7 +22,8 @@ static float *rnd (size_t n, unsigned *seed) {
   return p;
 }
 
-// C (M,N) of trl_gemm_packed against sum_k A B in double, then + bias or the epilogue.
+// C (M,N) of trl_gemm_packed against sum_k A B in double, then + bias or the epilogue;
+// mode 3: C += A x B (trl_gemm_packed_add), with A packed from its transpose.
 static void one (int M, int N, int K, int ldb, int ldc, int mode, unsigned seed) {
   float *A = rnd((size_t)M * K, &seed), *B = rnd((size_t)K * ldb, &seed);
   float *C = rnd((size_t)M * ldc, &seed), *bias = rnd((size_t)M + 3, &seed);
@@ -31,8 +33,17 @@ static void one (int M, int N, int K, int ldb, int ldc, int mode, unsigned seed)
   trl_epilogue e = { scale, shift, -0.25f, 0.5f };
   int row0 = 3;   // bias and epilogue of channel row0 + i
   float *Ap = malloc(sizeof(float) * trl_gemm_packed_size(M, K));
-  trl_gemm_pack(Ap, A, K, M, K);
-  trl_gemm_packed(M, N, K, Ap, B, ldb, C, ldc, mode == 1 ? bias : NULL, mode == 2 ? &e : NULL, row0);
+  if (mode == 3) {
+    float *At = malloc(sizeof(float) * K * (M + 5));   // (K, M) with rows M + 5 apart
+    for (int i = 0; i < M; i++)
+      for (int k = 0; k < K; k++) At[(size_t)k * (M + 5) + i] = A[(size_t)i * K + k];
+    trl_gemm_pack_t(Ap, At, M + 5, M, K);
+    free(At);
+    trl_gemm_packed_add(M, N, K, Ap, B, ldb, C, ldc);
+  } else {
+    trl_gemm_pack(Ap, A, K, M, K);
+    trl_gemm_packed(M, N, K, Ap, B, ldb, C, ldc, mode == 1 ? bias : NULL, mode == 2 ? &e : NULL, row0);
+  }
   int bad = 0;
   for (int i = 0; i < M && !bad; i++)
     for (int j = 0; j < ldc && !bad; j++) {
@@ -47,6 +58,7 @@ static void one (int M, int N, int K, int ldb, int ldc, int mode, unsigned seed)
         s += t, mag += fabs(t);
       }
       if (mode == 1) s += bias[row0 + i];
+      if (mode == 3) s += keep[(size_t)i * ldc + j], mag += fabs(keep[(size_t)i * ldc + j]);
       if (mode == 2) {
         s = s * scale[row0 + i] + shift[row0 + i];
         mag = mag * fabs(scale[row0 + i]) + fabs(shift[row0 + i]);
@@ -128,11 +140,11 @@ int main (void) {
     for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
       for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
         int M = Ms[a], N = Ns[b], K = Ks[c];
-        one(M, N, K, N, N, (int)(seed % 3), seed);
+        one(M, N, K, N, N, (int)(seed % 4), seed);
         seed++;
       }
   // strided B and C (Winograd's V and M rows are 36 * ld apart), every mode
-  for (int mode = 0; mode < 3; mode++) {
+  for (int mode = 0; mode < 4; mode++) {
     one(40, 45, 70, 101, 77, mode, 100 + mode);
     one(128, 200, 300, 230, 211, mode, 200 + mode);
   }
