@@ -51,22 +51,27 @@ static void gemm_blas (int M, int N, int K, const float *A, int lda, const float
     for (int i = 0; i < M; i++) trl_epilogue_row(C + (size_t)i * ldc, C + (size_t)i * ldc, e, row0 + i, N);
 }
 
+int trl_cpu_avx512 (void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return ok;
+#else
+  return 0;
+#endif
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define W5 __attribute__((target("avx2,fma,avx512f,avx512vl")))
+#define W5 TRL_AVX512
 
 #define MR 12   // rows of a register tile: 12, or 8 where that pads M less (mr_for)
 #define NR 32
 #define KC 256
-
-static int avx512 (void) {
-  static int ok = -1;
-  if (ok < 0) {
-    __builtin_cpu_init();
-    ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-  }
-  return ok;
-}
 
 // Rows per panel for an M-row A: 12, or 8 when 12 would pad M by 5% more rows (64: 72 with
 // 12). The 12-row kernel is ~5% faster where both fit (M = 512, measured).
@@ -221,7 +226,7 @@ static void gemm_thread (int M, int N, int K, const float *Ap, const float *B, i
   if (p0 < p1) gemm_cols(M, K, Ap, B, ldb, C, ldc, j0, j1, t, Bp, bpn);
 }
 
-int trl_gemm_mr (int M) { return avx512() ? mr_for(M) : 1; }
+int trl_gemm_mr (int M) { return trl_cpu_avx512() ? mr_for(M) : 1; }
 
 size_t trl_gemm_packed_size (int M, int K) {
   int mr = trl_gemm_mr(M);
@@ -229,12 +234,12 @@ size_t trl_gemm_packed_size (int M, int K) {
 }
 
 void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K) {
-  if (avx512()) pack_a(Ap, A, lda, M, K, mr_for(M));
+  if (trl_cpu_avx512()) pack_a(Ap, A, lda, M, K, mr_for(M));
   else pack_rows(Ap, A, lda, M, K);
 }
 
 void trl_gemm_pack_t (float *Ap, const float *At, int lda, int M, int K) {
-  if (avx512()) pack_at(Ap, At, lda, M, K, mr_for(M));
+  if (trl_cpu_avx512()) pack_at(Ap, At, lda, M, K, mr_for(M));
   else pack_rows_t(Ap, At, lda, M, K);
 }
 
@@ -253,7 +258,7 @@ static void gemm_run (int M, int N, int K, const float *Ap, const float *B, int 
 void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
                       int ldc, const float *bias, const trl_epilogue *e, int row0) {
   if (M <= 0 || N <= 0) return;
-  if (!avx512() || K <= 0) { gemm_blas(M, N, K, Ap, K, B, ldb, C, ldc, bias, e, row0); return; }
+  if (!trl_cpu_avx512() || K <= 0) { gemm_blas(M, N, K, Ap, K, B, ldb, C, ldc, bias, e, row0); return; }
   tail_ops t = { bias, e, row0, 0 };
   gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t);
 }
@@ -261,7 +266,7 @@ void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int 
 void trl_gemm_packed_add (int M, int N, int K, const float *Ap, const float *B, int ldb,
                           float *C, int ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
-  if (!avx512()) { trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc); return; }
+  if (!trl_cpu_avx512()) { trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc); return; }
   tail_ops t = { NULL, NULL, 0, 1 };
   gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t);
 }

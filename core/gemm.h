@@ -8,6 +8,13 @@
 
 #include "nn.h"
 
+// Whether this CPU runs the AVX-512 kernels (AVX-512 F and VL, FMA); checked once. Functions
+// that use them carry TRL_AVX512, so the rest of the build keeps its x86-64-v3 baseline.
+int trl_cpu_avx512 (void);
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TRL_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl")))
+#endif
+
 // Set OpenBLAS's thread count to 'n' and return the previous count. The count is global to
 // OpenBLAS: two ops running on different threads at once would both change it.
 int trl_blas_threads (int n);

@@ -266,11 +266,10 @@ static void depthwise_backward (float *dinp, float *dw, const float *dout, const
 // MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. With AVX-512
 // the forward runs on a zero-padded copy of the plane (dw3_forward_plane512). Otherwise, and
 // in backward, the interior columns (all three taps inside the row) run 8 outputs at a time
-// with AVX2 + FMA, with no bounds checks (stride 1 ends a row with a masked vector); the border
-// columns and the stride-2 tails take scalar sums with checks. Stride 2 splits a run of 16 input columns into its even
-// and odd columns. Sums are float (the '_ref'
-// kernels sum in double); each plane's sums are exact functions of its data, so threads never
-// change the bits.
+// with AVX2 + FMA, with no bounds checks (stride 1 ends a row with a masked vector); the
+// border columns and the stride-2 tails take scalar sums with checks. Stride 2 splits a run of
+// 16 input columns into its even and odd columns. Sums are float (the '_ref' kernels sum in
+// double); each plane's sums are exact functions of its data, so threads never change the bits.
 
 static int is_dw3 (const trl_conv_geom *g) {
   return g->OC == g->C && g->KH == 3 && g->KW == 3 && g->dh == 1 && g->dw == 1 &&
@@ -507,17 +506,9 @@ static void dw3_backward_weight_plane (double *s9, const float *x, const float *
   for (int i = 0; i < 9; i++) s9[i] += sc[i];
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__AVX2__)
-#define W5 __attribute__((target("avx2,fma,avx512f,avx512vl")))
-
-static int dw3_avx512 (void) {
-  static int ok = -1;
-  if (ok < 0) {
-    __builtin_cpu_init();
-    ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-  }
-  return ok;
-}
+#if defined(TRL_AVX512) && defined(__AVX2__)
+#define W5 TRL_AVX512
+static int dw3_avx512 (void) { return trl_cpu_avx512(); }
 
 // The AVX-512 plane: x goes first into a zero-padded copy (P: rows ih + ph, columns iw + pw;
 // stride 2 keeps the even and the odd columns as two planes), so every output column runs the

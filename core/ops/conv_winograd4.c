@@ -19,21 +19,13 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define W4 __attribute__((target("avx2,fma,avx512f,avx512vl")))
+#define W4 TRL_AVX512
 
 // A group of 8 tiles may spill up to 7 tiles past its row into the next row's columns (which
 // that row overwrites later) or into SLACK floats at the end of the buffer.
 #define SLACK 16
 
-int wino4_cpu (void) {
-  static int ok = -1;
-  if (ok < 0) {
-    __builtin_cpu_init();
-    ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }
-  return ok;
-}
+int wino4_cpu (void) { return trl_cpu_avx512(); }
 
 // Tile rows per group of 8 tiles: rows of 4 or 2 tiles (14x14 and 7x7 maps) share a group
 // with the next rows instead of leaving lanes empty.
