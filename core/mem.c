@@ -103,17 +103,19 @@ static void fix_mmap_threshold (void) {
 #endif
 }
 
-// Blocks of HUGE_MIN and up ask for 2 MiB pages (transparent huge pages, where the kernel
-// has them in 'madvise' mode) for the 2 MiB-aligned part of the block: one page fault per
-// 2 MiB instead of 512, before the block is first touched.
+// With TRL_HUGEPAGES=1, blocks of HUGE_MIN and up ask for 2 MiB pages (transparent huge
+// pages, where the kernel has them in 'madvise' mode) for the 2 MiB-aligned part of the block:
+// one page fault per 2 MiB instead of 512. Off by default: faulting a huge page can wait for
+// the kernel to compact memory, and one run in three of the notebook's training took 25-30%
+// longer with it (bench/NOTES.md 30).
 #define HUGE_MIN ((size_t)8 << 20)
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 
 static void ask_huge (void *p, size_t n) {
 #ifdef MADV_HUGEPAGE
-  static int off = -1;   // TRL_HUGEPAGES=0: leave the kernel's default (for comparisons)
-  if (off < 0) off = getenv("TRL_HUGEPAGES") && getenv("TRL_HUGEPAGES")[0] == '0';
-  if (off) return;
+  static int on = -1;
+  if (on < 0) on = getenv("TRL_HUGEPAGES") && getenv("TRL_HUGEPAGES")[0] == '1';
+  if (!on) return;
   uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   uintptr_t b = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
   if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);   // advice only: failure is harmless
