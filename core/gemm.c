@@ -1,7 +1,7 @@
 /*
 ** gemm.c: OpenBLAS thread control for kernels that run their own OpenMP team, and trl's own
-** sgemm for the forward convs (gemm.h): C = A x B with the bias or the epilogue applied while
-** the result is in registers. Declares the two OpenBLAS entry points itself: blas.c stays the
+** sgemm (gemm.h) for conv forwards and data gradients: C = A x B with the bias or the
+** epilogue applied while the result is in registers. Declares the two OpenBLAS entry points itself: blas.c stays the
 ** only includer of cblas.h.
 **
 ** Why not OpenBLAS there: with beta 0 it first zeroes all of C (sgemm_beta, a memset), then
@@ -9,8 +9,9 @@
 ** that a fused kernel writes once. A is packed once per conv (panels of 12 or 8 rows, k-major),
 ** B per block of KC rows (panels of NR columns, in L2); a tile of 12 x 32 (or 8 x 32) of C is
 ** held in 24 (16) registers through a block and stored once, with the epilogue on the last.
-** Single-threaded alone (1x) on M = 512, K = 512: about 145-155 GFLOP/s against OpenBLAS's
-** 130-135 on this machine's AVX-512 cores (216 peak); see bench/NOTES.md.
+** One thread, A prepacked, M = K = 256..512: 155-165 GFLOP/s against OpenBLAS's 130-135 on
+** this machine's AVX-512 cores (216 peak; the kernel alone on L1-resident panels: 181); see
+** bench/NOTES.md 25 and 29.
 */
 #include <omp.h>
 #include <stdint.h>
