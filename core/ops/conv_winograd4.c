@@ -100,21 +100,8 @@ size_t wino4_workspace (const trl_conv_geom *g, int nt) {
     o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d_, b_), m[5]); \
   } while (0)
 
-// G k for 3 values (a column or a row of a kernel): the rows of G are (1/4,0,0),
-// (-1/6,-1/6,-1/6), (-1/6,1/6,-1/6), (1/24,1/12,1/6), (1/24,-1/12,1/6), (0,0,1).
-#define G3(o, k0, k1, k2) do { \
-    __m256 p_ = _mm256_add_ps(k0, k2); \
-    o[0] = _mm256_mul_ps(_mm256_set1_ps(1.0f / 4), k0); \
-    o[1] = _mm256_mul_ps(_mm256_set1_ps(-1.0f / 6), _mm256_add_ps(p_, k1)); \
-    o[2] = _mm256_mul_ps(_mm256_set1_ps(-1.0f / 6), _mm256_sub_ps(p_, k1)); \
-    __m256 r_ = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 24), k0, _mm256_mul_ps(_mm256_set1_ps(1.0f / 6), k2)); \
-    __m256 s_ = _mm256_mul_ps(_mm256_set1_ps(1.0f / 12), k1); \
-    o[3] = _mm256_add_ps(r_, s_); \
-    o[4] = _mm256_sub_ps(r_, s_); \
-    o[5] = k2; \
-  } while (0)
-
-// G k for 3 vectors of 16 lanes, as G3.
+// G k for 3 values (a column or a row of a kernel), 16 lanes each: the rows of G are
+// (1/4,0,0), (-1/6,-1/6,-1/6), (-1/6,1/6,-1/6), (1/24,1/12,1/6), (1/24,-1/12,1/6), (0,0,1).
 #define G3Z(o, k0, k1, k2) do { \
     __m512 p_ = _mm512_add_ps(k0, k2); \
     o[0] = _mm512_mul_ps(_mm512_set1_ps(1.0f / 4), k0); \
