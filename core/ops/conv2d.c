@@ -885,7 +885,7 @@ static void forward (float *out, const float *inp, const float *w, const float *
     winograd_conv(out, inp, w, b, e, 0, 0, ws, wino_threads(), g);
     return;
   }
-  if (conv_kind(g) == DEPTHWISE) {   // the epilogue afterwards
+  if (conv_kind(g) == DEPTHWISE) {   // 3x3: the epilogue in the kernel, else afterwards
     if (is_dw3(g)) dw3_forward(out, inp, w, b, e, g);
     else {
       depthwise_forward(out, inp, w, b, g);
