@@ -126,6 +126,35 @@ static int maxpool_3s2_row8 (float *o, const float *x, int ow, int h0, int h1,
   _mm256_storeu_ps(o, m);
   return 1;
 }
+
+// The backward of maxpool_3s2_row8: each output's gradient goes to the first maximum of its
+// window in argmax_window's order (rows, then columns; a NaN never replaces the running
+// maximum), added in the scalar loop's order (ow ascending), so dx has the same bits.
+static int maxpool_3s2_back8 (float *dx, const float *go, const float *x, int ow, int h0, int h1,
+                              const trl_pool_geom *g) {
+  int base = 2 * ow - g->pw;
+  if (base < 0 || base + 18 > g->W) return 0;
+  __m256i lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  __m256 m = _mm256_undefined_ps();
+  __m256i best = _mm256_setzero_si256();
+  for (int ih = h0; ih < h1; ih++) {
+    __m256 v[3], o1;
+    deinterleave(x + (size_t)ih * g->W + base, &v[0], &v[1]);
+    deinterleave(x + (size_t)ih * g->W + base + 2, &v[2], &o1);
+    __m256i at = _mm256_add_epi32(lane2, _mm256_set1_epi32(ih * g->W + base));
+    for (int dc = 0; dc < 3; dc++) {
+      __m256i here = _mm256_add_epi32(at, _mm256_set1_epi32(dc));
+      if (ih == h0 && dc == 0) { m = v[0], best = here; continue; }
+      __m256 gt = _mm256_cmp_ps(v[dc], m, _CMP_GT_OQ);
+      m = _mm256_blendv_ps(m, v[dc], gt);
+      best = _mm256_blendv_epi8(best, here, _mm256_castps_si256(gt));
+    }
+  }
+  int at[8];
+  _mm256_storeu_si256((__m256i *)at, best);
+  for (int l = 0; l < 8; l++) dx[at[l]] += go[l];
+  return 1;
+}
 #endif
 
 // out is (B,C,OH,OW), inp is (B,C,H,W).
@@ -171,6 +200,13 @@ void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
       for (int ow = 0; ow < g->OW; ow++) {
         int h0, h1, w0, w1;
         window(g, oh, ow, &h0, &h1, &w0, &w1);
+#if defined(__AVX2__) && defined(__FMA__)
+        if (g->kw == 3 && g->sw == 2 && ow + 8 <= g->OW &&
+            maxpool_3s2_back8(dx, go + oh * g->OW + ow, x, ow, h0, h1, g)) {
+          ow += 7;
+          continue;
+        }
+#endif
         dx[argmax_window(x, g->W, h0, h1, w0, w1)] += go[oh * g->OW + ow];
       }
   }

@@ -307,6 +307,33 @@ static void test_pool_kernels (void) {
     }
     CHECK(bad == 0, "3x3/2 max pool with NaNs and signed zeros: %d outputs differ", bad);
   }
+  {   // backward (8 outputs at a time with AVX2): ties go to the first maximum in row-major
+      // window order, a NaN never wins unless it comes first; the same bits as one at a time
+    trl_pool_geom g;
+    enum { H = 9, W = 41 };
+    trl_tensor fake = { .dtype = TRL_F32, .ndim = 4, .shape = {1, 1, H, W} };
+    trl_pool_params q = { {3, 3}, {2, 2}, {1, 1}, 0, 1 };
+    pool2d_check(&g, "maxpool2d", &fake, &q);
+    float x[H * W], dx[H * W], want[H * W], *go = frand((int64_t)g.OH * g.OW);
+    for (int i = 0; i < H * W; i++) {
+      x[i] = i % 11 == 0 ? NAN : (float)((i * 7) % 3);   // many ties
+      dx[i] = want[i] = (float)(i % 5) / 3;
+    }
+    maxpool2d_backward(dx, go, x, &g);
+    for (int oh = 0; oh < g.OH; oh++)
+      for (int ow = 0; ow < g.OW; ow++) {
+        int h0 = 2 * oh - 1 < 0 ? 0 : 2 * oh - 1, w0 = 2 * ow - 1 < 0 ? 0 : 2 * ow - 1;
+        int best = h0 * W + w0;
+        for (int ih = h0; ih < 2 * oh + 2 && ih < H; ih++)
+          for (int iw = w0; iw < 2 * ow + 2 && iw < W; iw++)
+            if (x[ih * W + iw] > x[best]) best = ih * W + iw;
+        want[best] += go[oh * g.OW + ow];
+      }
+    int bad = 0;
+    for (int i = 0; i < H * W; i++) bad += memcmp(&dx[i], &want[i], sizeof(float)) != 0;
+    CHECK(bad == 0, "3x3/2 max pool backward with ties and NaNs: %d of %d dx differ", bad, H * W);
+    free(go);
+  }
   for (int t = 0; t < 12; t++) {
     int kh = irand(1, 4), kw = irand(1, 4), H = irand(1, 9), W = irand(1, 9);
     int ph = irand(0, kh / 2), pw = irand(0, kw / 2);
