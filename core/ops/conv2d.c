@@ -367,7 +367,7 @@ static void dw3_forward_plane (float *o, const float *x, const float *w, float b
 
 // dx is (H,W), go is (OH,OW), w is (3,3): dx += the transposed stencil, as a gather over the
 // outputs that read each input, so that every input is written once.
-static void dw3_backward_data_plane (float *dx, const float *go, const float *w,
+static void dw3_backward_data_plane (float *dx, const float *go, const float *w, int write,
                                      const trl_conv_geom *g) {
   int s = g->sw;
   // input column iw reads output ow = (iw + pw - kw) / s for kw with iw + pw - kw = 0 mod s
@@ -395,7 +395,7 @@ static void dw3_backward_data_plane (float *dx, const float *go, const float *w,
       for (int j = 0; j < 3; j++) wv[k][j] = _mm256_set1_ps(wk[k][j]);
     if (s == 1) {
       for (; iw + 8 <= hi; iw += 8) {
-        __m256 acc = _mm256_loadu_ps(drow + iw);
+        __m256 acc = write ? _mm256_setzero_ps() : _mm256_loadu_ps(drow + iw);
         int q = iw + g->pw;   // ow = q - kw
         for (int k = 0; k < nk; k++) {
           acc = _mm256_fmadd_ps(wv[k][0], _mm256_loadu_ps(rows[k] + q), acc);
@@ -406,7 +406,7 @@ static void dw3_backward_data_plane (float *dx, const float *go, const float *w,
       }
       if (iw < hi) {
         __m256i m = tailmask(hi - iw);
-        __m256 acc = _mm256_maskload_ps(drow + iw, m);
+        __m256 acc = write ? _mm256_setzero_ps() : _mm256_maskload_ps(drow + iw, m);
         const int q = iw + g->pw;
         for (int k = 0; k < nk; k++) {
           acc = _mm256_fmadd_ps(wv[k][0], _mm256_maskload_ps(rows[k] + q, m), acc);
@@ -429,8 +429,10 @@ static void dw3_backward_data_plane (float *dx, const float *go, const float *w,
         }
         __m256 l = _mm256_unpacklo_ps(e, od), h = _mm256_unpackhi_ps(e, od);
         __m256 a = _mm256_permute2f128_ps(l, h, 0x20), b = _mm256_permute2f128_ps(l, h, 0x31);
-        _mm256_storeu_ps(drow + iw, _mm256_add_ps(_mm256_loadu_ps(drow + iw), a));
-        _mm256_storeu_ps(drow + iw + 8, _mm256_add_ps(_mm256_loadu_ps(drow + iw + 8), b));
+        __m256 d0 = write ? _mm256_setzero_ps() : _mm256_loadu_ps(drow + iw);
+        __m256 d1 = write ? _mm256_setzero_ps() : _mm256_loadu_ps(drow + iw + 8);
+        _mm256_storeu_ps(drow + iw, _mm256_add_ps(d0, a));   // 0 + a: as onto zeroed memory
+        _mm256_storeu_ps(drow + iw + 8, _mm256_add_ps(d1, b));
       }
     }
 #endif
@@ -444,7 +446,7 @@ static void dw3_backward_data_plane (float *dx, const float *go, const float *w,
           if (t >= 0 && !(t & (s - 1)) && t >> (s - 1) < g->OW)   // s is 1 or 2
             acc += wk[k][j] * rows[k][t >> (s - 1)];
         }
-      drow[c] += acc;
+      drow[c] = (write ? 0.0f : drow[c]) + acc;
     }
   }
 }
@@ -613,16 +615,17 @@ static void dw3_forward (float *out, const float *inp, const float *w, const flo
   }
 }
 
-// Shapes as in depthwise_backward; dinp/dw may be NULL.
+// Shapes as in depthwise_backward; dinp/dw may be NULL; with 'write' dinp is written, not
+// accumulated.
 static void dw3_backward (float *dinp, float *dw, const float *dout, const float *inp,
-                          const float *w, const trl_conv_geom *g) {
+                          const float *w, int write, const trl_conv_geom *g) {
   int HW = g->H * g->W, L = g->OH * g->OW;
   int64_t work = (int64_t)g->B * g->C * L;
   if (dinp && !dw) {
     #pragma omp parallel for schedule(static) if (work > 16384)
     for (int64_t p = 0; p < (int64_t)g->B * g->C; p++)
       dw3_backward_data_plane(dinp + (size_t)p * HW, dout + (size_t)p * L,
-                              w + 9 * (p % g->C), g);
+                              w + 9 * (p % g->C), write, g);
   }
   if (dw) {
     // one channel per iteration, its planes summed in batch order: the bits never depend on
@@ -633,7 +636,7 @@ static void dw3_backward (float *dinp, float *dw, const float *dout, const float
       double s9[9] = {0};
       for (int n = 0; n < g->B; n++) {
         size_t p = (size_t)n * g->C + c;
-        if (dinp) dw3_backward_data_plane(dinp + p * HW, dout + p * L, w + 9 * c, g);
+        if (dinp) dw3_backward_data_plane(dinp + p * HW, dout + p * L, w + 9 * c, write, g);
         dw3_backward_weight_plane(s9, inp + p * HW, dout + p * L, g);
       }
       for (int i = 0; i < 9; i++) dw[9 * c + i] += (float)s9[i];
@@ -797,9 +800,10 @@ static void forward_range (float *out, const float *inp, const float *wp, const 
 
 // Backward for images [n0, n1): dx as in conv2d_backward, dwt (OC,C/G,KH,KW) is this thread's
 // weight gradient (accumulated), both may be NULL; wpt is w_grp^T (K, OCg) packed by group
-// (p->wpt floats each, trl_gemm_pack_t) for the data gradient.
+// (p->wpt floats each, trl_gemm_pack_t) for the data gradient. With 'write' (pointwise convs
+// only) dx is written, not accumulated.
 static void backward_range (float *dinp, float *dwt, const float *dout, const float *inp,
-                            const float *wpt, int n0, int n1, float *col, float *tmp,
+                            const float *wpt, int n0, int n1, float *col, float *tmp, int write,
                             const plan *p, const trl_conv_geom *g) {
   int Cg = g->C / g->G, OCg = g->OC / g->G, K = Cg * g->KH * g->KW;
   int L = g->OH * g->OW, HW = g->H * g->W;
@@ -842,8 +846,9 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
                   dwt + (size_t)grp * OCg * K, K);
       }
       if (!dx) continue;
-      if (p->kind == POINTWISE && m == 1) {   // dx (Cg, L) += w_grp^T x go
-        trl_gemm_packed_add(Cg, L, OCg, wt, go, L, dx, L);
+      if (p->kind == POINTWISE && m == 1) {   // dx (Cg, L) (+)= w_grp^T x go
+        if (write) trl_gemm_packed(Cg, L, OCg, wt, go, L, dx, L, NULL, NULL, 0);
+        else trl_gemm_packed_add(Cg, L, OCg, wt, go, L, dx, L);
         continue;
       }
       // dcol (K, m*L) = w_grp^T x go, then back to pixels
@@ -856,7 +861,7 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
           for (int c = 0; c < Cg; c++) {
             float *d = dxi + (size_t)c * HW;
             const float *s = ci + (size_t)c * ld;
-            for (int j = 0; j < L; j++) d[j] += s[j];
+            for (int j = 0; j < L; j++) d[j] = (write ? 0.0f : d[j]) + s[j];
           }
       }
     }
@@ -944,10 +949,11 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
   }
   trl_conv_geom t = transposed(g);
   int wino_dx = dinp && conv_kind(g) != DEPTHWISE && use_winograd(g) && use_winograd(&t);
-  if (dinp && fresh && !wino_dx)   // Winograd writes dx itself; the other paths accumulate
-    memset(dinp, 0, sizeof(float) * (size_t)g->B * g->C * g->H * g->W);
+  // Winograd, pointwise and 3x3 depthwise convs write a fresh dx; the other paths accumulate
+  int write = fresh && (wino_dx || conv_kind(g) == POINTWISE || (conv_kind(g) == DEPTHWISE && is_dw3(g)));
+  if (dinp && fresh && !write) memset(dinp, 0, sizeof(float) * (size_t)g->B * g->C * g->H * g->W);
   if (conv_kind(g) == DEPTHWISE) {
-    if (is_dw3(g)) dw3_backward(dinp, dw, dout, inp, w, g);
+    if (is_dw3(g)) dw3_backward(dinp, dw, dout, inp, w, write, g);
     else depthwise_backward(dinp, dw, dout, inp, w, g);
     return;
   }
@@ -969,7 +975,7 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
   for (int grp = 0; dinp && grp < g->G; grp++)
     trl_gemm_pack_t(wpt + (size_t)grp * p.wpt, w + (size_t)grp * OCg * K, K, K, OCg);
   if (p.nt == 1) {
-    backward_range(dinp, dw, dout, inp, wpt, 0, g->B, ws, ws + p.col, &p, g);
+    backward_range(dinp, dw, dout, inp, wpt, 0, g->B, ws, ws + p.col, write, &p, g);
     return;
   }
   TEAM_BEGIN(p)
@@ -980,7 +986,8 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
     // or dw would differ in the last bits (a resumed training run must match an unbroken one)
     int lo = (int)((int64_t)g->B * t_ / nth), hi = (int)((int64_t)g->B * (t_ + 1) / nth);
     for (int n0 = lo; n0 < hi; n0 += p.nb)
-      backward_range(dinp, dwt, dout, inp, wpt, n0, n0 + p.nb < hi ? n0 + p.nb : hi, col, tmp, &p, g);
+      backward_range(dinp, dwt, dout, inp, wpt, n0, n0 + p.nb < hi ? n0 + p.nb : hi, col, tmp,
+                     write, &p, g);
     _Pragma("omp barrier")   // then every thread sums a slice of the private gradients into dw
     if (dw) {
       size_t lo = p.dwp * t_ / nth, hi = p.dwp * (t_ + 1) / nth;

@@ -747,7 +747,9 @@ test('backward writes first gradients without zero-filling them: same bits as ze
     local x = nd.random.uniform(-1, 1, {2, 3, 32, 32})
     local w = nd.random.uniform(-1, 1, {4, 3, 3, 3})
     local b0 = nd.random.uniform(-1, 1, {1, 3, 1, 1})
-    for _, t in ipairs{x, w, b0} do t:attach_grad() end
+    local wd = nd.random.uniform(-1, 1, {3, 1, 3, 3})   -- depthwise 3x3
+    local wp = nd.random.uniform(-1, 1, {6, 3, 1, 1})   -- pointwise
+    for _, t in ipairs{x, w, b0, wd, wp} do t:attach_grad() end
     local l
     autograd.record(function()
       -- intermediates with two consumers, a broadcast add, conv/BN/relu on computed inputs
@@ -756,10 +758,17 @@ test('backward writes first gradients without zero-filling them: same bits as ze
       local s = h:relu() + h + b + (h * 3):clip(-0.5, 0.5)
       local c = N2.conv2d(s, w, nil, {pad = 1})
       local bn = N2.batch_norm(c, nil, nil, nd.zeros{4}, nd.ones{4}, {training = true})
-      l = net(s):sum() + (bn:relu() + c):sum() * 0.5
+      -- convs whose input has no other consumer get a fresh gradient buffer to write: 3x3
+      -- depthwise (stride 1 and 2) and pointwise, on 32x32 maps (one image per GEMM) and 8x8
+      local dws = N2.conv2d(s * 1, wd, nil, {pad = 1, groups = 3}):sum()
+        + N2.conv2d(s * 1, wd, nil, {pad = 1, stride = 2, groups = 3}):sum()
+      local pws = (N2.conv2d(s * 1, wp, nil, {}) * N2.conv2d(s * 1, wp, nil, {})):sum()
+        + N2.conv2d(N2.avg_pool2d(s, {kernel = 4}) * 1, wp, nil, {}):relu():sum()
+      l = net(s):sum() + (bn:relu() + c):sum() * 0.5 + dws + pws
     end)
     l:backward()
-    local g = {x.grad:totable(), w.grad:totable(), b0.grad:totable()}
+    local g = {x.grad:totable(), w.grad:totable(), b0.grad:totable(), wd.grad:totable(),
+               wp.grad:totable()}
     for _, p in net:collect_params():items() do   -- names differ (prefix count), order not
       if p.grad_req ~= 'null' then g[#g + 1] = p:grad():reshape{-1}:totable() end
     end
