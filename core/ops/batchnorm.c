@@ -122,19 +122,21 @@ static void vgrad_sums (double *sg, double *sgx, const float *go, const clampmas
 }
 #endif
 
+// Channel c's batch mean and biased variance; inp is (B,C,S).
+static void channel_stats (float *mean, float *var, const float *inp, int B, int C, int S, int c) {
+  double s = 0, q = 0, M = (double)B * S;
+  for (int n = 0; n < B; n++) s += vsum(inp + ((size_t)n * C + c) * S, S);
+  float m = (float)(s / M);
+  for (int n = 0; n < B; n++)    // two passes: no cancellation for large means
+    q += vsqdev(inp + ((size_t)n * C + c) * S, S, m);
+  *mean = m;
+  *var = (float)(q / M);
+}
+
 // mean/var are (C), inp is (B,C,S).
 void batchnorm_stats (float *mean, float *var, const float *inp, int B, int C, int S) {
-  double M = (double)B * S;
   #pragma omp parallel for schedule(static) if (BIG(B, C, S))
-  for (int c = 0; c < C; c++) {
-    double s = 0, q = 0;
-    for (int n = 0; n < B; n++) s += vsum(inp + ((size_t)n * C + c) * S, S);
-    float m = (float)(s / M);
-    for (int n = 0; n < B; n++)    // two passes: no cancellation for large means
-      q += vsqdev(inp + ((size_t)n * C + c) * S, S, m);
-    mean[c] = m;
-    var[c] = (float)(q / M);
-  }
+  for (int c = 0; c < C; c++) channel_stats(mean + c, var + c, inp, B, C, S, c);
 }
 
 // Channel c's affine (y = x * scale + shift before the clamp) and clamp: bn_forward applies
@@ -157,6 +159,26 @@ static void bn_forward (float *out, const float *inp, const float *mean, const f
     // one (n, c) plane: the same fmadd-then-clamp as the inference epilogue (same bits)
     trl_epilogue e = { &k.scale, &k.shift, clamp ? lo : -INFINITY, clamp ? hi : INFINITY };
     trl_epilogue_row(out + (size_t)p * S, inp + (size_t)p * S, &e, 0, S);
+  }
+}
+
+// Training: per channel the batch stats, the running stats moved, then the channel's output
+// (the same bits as batchnorm_stats, then bn_forward), while its planes are still in cache.
+static void bn_train_forward (float *out, const float *inp, float *mean, float *invstd,
+                              float *rmean, float *rvar, const float *gamma, const float *beta,
+                              float momentum, float eps, int B, int C, int S, int clamp,
+                              float lo, float hi) {
+  #pragma omp parallel for schedule(static) if (BIG(B, C, S))
+  for (int c = 0; c < C; c++) {
+    float var;
+    channel_stats(mean + c, &var, inp, B, C, S, c);
+    rmean[c] = momentum * rmean[c] + (1 - momentum) * mean[c];
+    rvar[c] = momentum * rvar[c] + (1 - momentum) * var;
+    invstd[c] = 1.0f / sqrtf(var + eps);
+    clampmask k = clamp_of(clamp, lo, hi, beta, mean, invstd, gamma, c);
+    trl_epilogue e = { &k.scale, &k.shift, clamp ? lo : -INFINITY, clamp ? hi : INFINITY };
+    for (int n = 0; n < B; n++)
+      trl_epilogue_row(out + ((size_t)n * C + c) * S, inp + ((size_t)n * C + c) * S, &e, 0, S);
   }
 }
 
@@ -336,18 +358,15 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
   if ((st = trl_tensor_empty_like(&y, xc)) != TRL_OK) goto done;
   float *mu = trl_f32(mean), *is = trl_f32(invstd);
   float *rm = trl_f32(running_mean), *rv = trl_f32(running_var);
-  if (info.training) {
-    batchnorm_stats(mu, is, trl_f32(xc), info.B, C, info.S);   // 'is' holds var for now
-    for (int c = 0; c < C; c++) {
-      rm[c] = p->momentum * rm[c] + (1 - p->momentum) * mu[c];
-      rv[c] = p->momentum * rv[c] + (1 - p->momentum) * is[c];
-      is[c] = 1.0f / sqrtf(is[c] + p->eps);
-    }
-  } else {
+  if (info.training)
+    bn_train_forward(trl_f32(y), trl_f32(xc), mu, is, rm, rv, gc ? trl_f32(gc) : NULL,
+                     bc ? trl_f32(bc) : NULL, p->momentum, p->eps, info.B, C, info.S,
+                     info.clamp, info.lo, info.hi);
+  else {
     for (int c = 0; c < C; c++) mu[c] = rm[c], is[c] = 1.0f / sqrtf(rv[c] + p->eps);
+    bn_forward(trl_f32(y), trl_f32(xc), mu, is, gc ? trl_f32(gc) : NULL,
+               bc ? trl_f32(bc) : NULL, info.B, C, info.S, info.clamp, info.lo, info.hi);
   }
-  bn_forward(trl_f32(y), trl_f32(xc), mu, is, gc ? trl_f32(gc) : NULL,
-             bc ? trl_f32(bc) : NULL, info.B, C, info.S, info.clamp, info.lo, info.hi);
   trl_node *node;
   trl_tensor *in[3] = { x, gamma, beta };
   if ((st = trl_tape_record(&node, y, TRL_OP_BATCHNORM, bn_bwd, 3, in, sizeof info)) != TRL_OK)

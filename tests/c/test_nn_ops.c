@@ -962,6 +962,50 @@ static void test_fused (void) {
   for (int i = 0; i < 8; i++) trl_tensor_release(t[i]);
 }
 
+// trl_batchnorm in training computes the stats, the running stats and the output channel by
+// channel; the same output bits as batchnorm_stats, then batchnorm_forward and the clamp.
+static void bn_train_bits (int B, int C, int S, int clamp) {
+  int64_t xs[3] = { B, C, S }, cs[1] = { C }, n = (int64_t)B * C * S;
+  trl_tensor *x = trand(3, xs), *gm = trand(1, cs), *bt = trand(1, cs), *rm = trand(1, cs);
+  trl_tensor *rv = trand(1, cs), *y = NULL;
+  float *px = trl_f32(x);
+  for (int64_t i = 0; i < n; i++) px[i] = 3 * px[i] + 1;
+  float *rm0 = fcopy(trl_f32(rm), C), *rv0 = fcopy(trl_f32(rv), C);
+  trl_bn_params bp = trl_bn_defaults();
+  bp.training = 1, bp.momentum = 0.8f;
+  if (clamp) bp.clamp = 1, bp.lo = 0, bp.hi = 1.5f;
+  CHECK_OK(trl_batchnorm(&y, x, gm, bt, rm, rv, &bp));
+  float *mean = fvec(C), *var = fvec(C), *is = fvec(C), *want = fvec(n);
+  batchnorm_stats(mean, var, px, B, C, S);
+  int bad = 0;
+  for (int c = 0; c < C; c++) {
+    float m = 0.8f * rm0[c] + (1 - 0.8f) * mean[c], v = 0.8f * rv0[c] + (1 - 0.8f) * var[c];
+    // within an ulp or so: the compiler may fuse either product into an fma
+    bad += fabsf(m - trl_f32(rm)[c]) > 3e-7f * (1 + fabsf(m)) ||
+           fabsf(v - trl_f32(rv)[c]) > 3e-7f * (1 + fabsf(v));
+    is[c] = 1.0f / sqrtf(var[c] + bp.eps);
+  }
+  CHECK(bad == 0, "bn train B%d C%d S%d: %d running stats differ", B, C, S, bad);
+  batchnorm_forward(want, px, mean, is, trl_f32(gm), trl_f32(bt), B, C, S);
+  bad = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float w = want[i];
+    if (clamp) w = w > 0 ? (w < 1.5f ? w : 1.5f) : 0;
+    bad += memcmp(&w, trl_f32(y) + i, sizeof w) != 0;
+  }
+  CHECK(bad == 0, "bn train B%d C%d S%d clamp %d: %d of %lld outputs differ", B, C, S, clamp,
+        bad, (long long)n);
+  free(rm0), free(rv0), free(mean), free(var), free(is), free(want);
+  trl_tensor *t[6] = { x, gm, bt, rm, rv, y };
+  for (int i = 0; i < 6; i++) trl_tensor_release(t[i]);
+}
+
+static void test_bn_train (void) {
+  bn_train_bits(3, 5, 37, 0);
+  bn_train_bits(3, 5, 37, 1);
+  bn_train_bits(8, 6, 400, 1);   // big: OpenMP channels
+}
+
 /* }================================================================== */
 
 int main (void) {
@@ -973,6 +1017,7 @@ int main (void) {
   test_errors();
   test_tape();
   test_fused();
+  test_bn_train();
   printf("test_nn_ops: %d passed, %d failed\n", passed, failed);
   return failed != 0;
 }
