@@ -38,13 +38,22 @@ static trl_conv_geom geom (int B, int C, int H, int W, int OC, int K, int s, int
   return g;
 }
 
+// A workspace of conv2d_workspace(g) floats full of NaNs, so that a kernel reading a float it
+// did not write first shows in its results; malloc's, so not 64-byte aligned.
+static float *nan_ws (const trl_conv_geom *g) {
+  size_t n = conv2d_workspace(g) + 1;
+  float *ws = malloc(sizeof(float) * n);
+  for (size_t i = 0; i < n; i++) ws[i] = NAN;
+  return ws;
+}
+
 // Fast forward and accumulating backward against the references; returns the worst error.
 static double conv_case (trl_conv_geom g, int bias, double bound, const char *what) {
   int64_t nx = (int64_t)g.B * g.C * g.H * g.W, nw = (int64_t)g.OC * (g.C / g.G) * g.KH * g.KW;
   int64_t ny = (int64_t)g.B * g.OC * g.OH * g.OW;
   float *x = frand(nx), *w = frand(nw), *b = bias ? frand(g.OC) : NULL, *r = frand(ny);
   float *y = frand(ny), *yr = frand(ny);
-  float *ws = malloc(sizeof(float) * (conv2d_workspace(&g) + 1));
+  float *ws = nan_ws(&g);
   conv2d_forward(y, x, w, b, ws, &g);
   conv2d_forward_ref(yr, x, w, b, &g);
   double worst = reldiff(y, yr, ny), d;
@@ -86,7 +95,7 @@ static void epilogue_case (trl_conv_geom g) {
   int64_t nx = (int64_t)g.B * g.C * g.H * g.W, nw = (int64_t)g.OC * g.C * g.KH * g.KW;
   int64_t ny = (int64_t)g.B * g.OC * g.OH * g.OW;
   float *x = frand(nx), *w = frand(nw), *sc = frand(2 * g.OC), *y = frand(ny), *y2 = frand(ny);
-  float *ws = malloc(sizeof(float) * (conv2d_workspace(&g) + 1));
+  float *ws = nan_ws(&g);
   trl_epilogue e = { sc, sc + g.OC, 0.0f, 0.25f };
   conv2d_forward_epi(y, x, w, &e, ws, &g);
   conv2d_forward(y2, x, w, NULL, ws, &g);
