@@ -7,7 +7,11 @@
 ** peak of live bytes plus a slack ($TRL_CACHE_MB, default 256): a step frees in backward what
 ** the next forward allocates again, and the process stays near its peak of live tensors. Past
 ** that bound the least recently freed blocks go back to malloc first (shapes no longer in use),
-** never the ones the current step keeps reusing.
+** never the ones the current step keeps reusing. Outside a recorded step (trl_mem_exact), a
+** request whose class has no cached block may take one of up to 4x the size, within the peak:
+** inference at batch 128 frees the stem's 400 MB output early and asks for ever smaller
+** blocks as the net goes deeper; with exact classes the bound made it evict and fault in
+** about 1.6 GB per step (bench/NOTES.md 39).
 ** The hooks run on the thread that installed them only; workers never call them:
 ** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
 ** and a full GC runs when malloc fails or tensor memory passes the soft limit.
@@ -31,12 +35,17 @@
 // when it was freed, so eviction can take the least recently freed blocks first.
 typedef struct block { struct block *next; uint64_t stamp; } block;
 
+// Blocks of CACHE_MIN and up start with a header of HDR bytes (the caller's pointer is past
+// it) holding the block's size class: a request may get a block of a larger class.
+#define HDR 64
+#define UPSIZE 8   // a miss may take a cached block up to 8 classes (4x) larger
+
 static atomic_size_t held;
 static void (*gc_hook)(void *);
 static void (*gc_step)(void *, size_t);
 static void *gc_ud;
 static size_t soft_limit, base_limit;
-static _Thread_local int in_hook, is_main;
+static _Thread_local int in_hook, is_main, exact_only = 1;   // see trl_mem_exact
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static block *cache[NCLASS];
@@ -75,6 +84,7 @@ void trl_mem_set_hook (void (*hook)(void *ud), void (*step)(void *ud, size_t kb)
   gc_ud = ud;
   soft_limit = base_limit = limit;
   is_main = 1;
+  exact_only = 0;
 }
 
 static void run_hook (void) {
@@ -189,13 +199,19 @@ void *trl_alloc (size_t nbytes) {
   void *p = NULL;
   int c = -1;
   if (n >= CACHE_MIN) {
-    c = size_class(n, &n);
+    c = size_class(n + HDR, &n);
     if (c >= 0) {
+      // this class's newest block, else (see trl_mem_exact) the smallest cached block of up
+      // to UPSIZE classes more if holding it does not raise the peak: its pages are resident
+      // already, while a new block would fault every page in
       pthread_mutex_lock(&cache_lock);
-      block *b = cache[c];
-      if (b) { cache[c] = b->next; cached -= n; }
+      size_t live = atomic_load(&held);
+      for (int k = c; k <= (exact_only ? c : c + UPSIZE) && k < NCLASS && !p; k++) {
+        block *b = cache[k];
+        if (b && (k == c || live + class_size(k) <= peak_held))
+          cache[k] = b->next, cached -= class_size(k), n = class_size(k), c = k, p = b;
+      }
       pthread_mutex_unlock(&cache_lock);
-      p = b;
     }
   }
   if (p == NULL) {
@@ -209,10 +225,18 @@ void *trl_alloc (size_t nbytes) {
   if (p == NULL) return NULL;
   size_t now = atomic_fetch_add(&held, n) + n;
   if (now > peak_held) peak_held = now;  // a statistic: a lost race only blurs it
-  return p;
+  if (c < 0) return p;
+  *(int *)p = c;
+  return (char *)p + HDR;
 }
 
 size_t trl_mem_peak (void) { return peak_held; }
+
+int trl_mem_exact (int on) {
+  int prev = exact_only;
+  exact_only = on != 0;
+  return prev;
+}
 
 size_t trl_mem_cached (void) {
   pthread_mutex_lock(&cache_lock);
@@ -225,7 +249,12 @@ void trl_free (void *p, size_t nbytes) {
   if (p == NULL) return;
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n == 0) n = 64;
-  int c = n >= CACHE_MIN ? size_class(n, &n) : -1;
+  int c = n >= CACHE_MIN ? size_class(n + HDR, &n) : -1;
+  if (c >= 0) {   // the block's own class, which may be larger than the request's
+    p = (char *)p - HDR;
+    c = *(int *)p;
+    n = class_size(c);
+  }
   atomic_fetch_sub(&held, n);
   if (c >= 0) {   // the block joins the cache as its newest; older ones go past the bound
     pthread_mutex_lock(&cache_lock);

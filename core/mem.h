@@ -14,6 +14,15 @@ size_t trl_mem_bytes (void);              // bytes held now (not counting the ca
 void trl_mem_trim (void);                 // give cached free blocks back to the system
 size_t trl_mem_peak (void);               // the most bytes held at once so far
 size_t trl_mem_cached (void);             // bytes of freed blocks kept for reuse
+// Whether this thread's requests take only blocks of their own size class (returns the
+// previous setting). Off, a request that finds none may take a cached block up to 4x larger
+// whose pages are resident already, as long as the bytes held stay within their peak: a net's
+// inference frees large blocks early and asks for smaller ones as it goes deeper, and no
+// block of that exact class would be cached. On for every thread but the one that installed
+// the GC hook (the Lua state's: data-loading workers would take the blocks a training step
+// is about to ask for), and there the tape turns it on while it records and while backward
+// runs: every tensor then lives to the step's peak and a larger block would raise it.
+int trl_mem_exact (int on);
 // 'full' runs a full collection; 'step' advances it as if 'kb' KiB had been allocated.
 void trl_mem_set_hook (void (*full)(void *ud), void (*step)(void *ud, size_t kb), void *ud,
                        size_t soft_limit);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem.h"
 #include "tape.h"
 
 static _Thread_local int recording, training;
@@ -18,6 +19,7 @@ int trl_tape_set (int rec, int train) {
   int prev = recording | (training << 1);
   recording = rec != 0;
   training = train != 0;
+  trl_mem_exact(recording);   // a recorded step's tensors live to its peak: see mem.h
   return prev;
 }
 
@@ -235,6 +237,7 @@ static trl_status run_backward (trl_tensor *y, const trl_tensor *head, int retai
 
 trl_status trl_backward (trl_tensor *y, const trl_tensor *head, int retain_graph) {
   int prev = trl_tape_set(0, trl_tape_is_training());  // backward itself is never recorded
+  trl_mem_exact(1);
   trl_status st = run_backward(y, head, retain_graph);
   trl_tape_set(prev & 1, prev >> 1);
   return st;
