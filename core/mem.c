@@ -11,11 +11,14 @@
 ** request whose class has no cached block may take one of up to 4x the size, within the peak:
 ** inference at batch 128 frees the stem's 400 MB output early and asks for ever smaller
 ** blocks as the net goes deeper; with exact classes the bound made it evict and fault in
-** about 1.6 GB per step (bench/NOTES.md 39).
+** about 1.6 GB per step (bench/NOTES.md 39). On Linux an evicted block's pages move into the
+** block whose miss evicted it (mremap), so a step that outgrows the bound reuses resident
+** memory instead of unmapping it and faulting fresh zeroed pages in (NOTES 40).
 ** The hooks run on the thread that installed them only; workers never call them:
 ** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
 ** and a full GC runs when malloc fails or tensor memory passes the soft limit.
 */
+#define _GNU_SOURCE   // mremap
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -24,6 +27,7 @@
 #include <malloc.h>
 #endif
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "mem.h"
 
@@ -64,13 +68,15 @@ static int size_class (size_t n, size_t *rounded) {
   return c < NCLASS ? c : -1;
 }
 
+static void unmap_block (void *b, int c);
+
 static void cache_trim (void) {
   pthread_mutex_lock(&cache_lock);
   for (int c = 0; c < NCLASS; c++) {
     while (cache[c]) {
       block *b = cache[c];
       cache[c] = b->next;
-      free(b);
+      unmap_block(b, c);
     }
   }
   cached = 0;
@@ -103,15 +109,11 @@ static int gc_stress (void) {
   return v;
 }
 
-// Blocks of CACHE_MIN and up come from mmap and go back to the system when freed. glibc's
-// default threshold grows with the blocks freed (up to 32 MiB), after which freed blocks stay
-// in the heap: evicting them from the cache would not lower the RSS.
-static void fix_mmap_threshold (void) {
-#ifdef __GLIBC__
-  static atomic_int done;
-  if (!atomic_exchange(&done, 1)) mallopt(M_MMAP_THRESHOLD, (int)CACHE_MIN);
+// Blocks of CACHE_MIN and up (their sizes are whole pages) are mapped and unmapped here, so
+// that evicting one gives its memory back to the system, or its pages to a new block.
+#if defined(__linux__) && defined(MREMAP_FIXED)
+#define RECYCLE 1   // evicted blocks' pages go to the new block (evict_lru)
 #endif
-}
 
 // With TRL_HUGEPAGES=1, blocks of HUGE_MIN and up ask for 2 MiB pages (transparent huge
 // pages, where the kernel has them in 'madvise' mode) for the 2 MiB-aligned part of the block:
@@ -134,15 +136,36 @@ static void ask_huge (void *p, size_t n) {
 #endif
 }
 
+static size_t class_size (int c);
+
+static void *map_once (size_t n) {
+  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+// A new block of class c (untouched: its pages come at the first write, or from recycle).
+static void *map_block (int c) {
+  size_t n = class_size(c);
+  void *p = map_once(n);
+  if (p == NULL) {
+    cache_trim();
+    run_hook();
+    p = map_once(n);
+  }
+  if (p && n >= HUGE_MIN) ask_huge(p, n);
+  return p;
+}
+
+static void unmap_block (void *b, int c) { munmap(b, class_size(c)); }
+
+// Smaller blocks come from malloc.
 static void *raw_alloc (size_t n) {
-  if (n >= CACHE_MIN) fix_mmap_threshold();
   void *p = aligned_alloc(64, n);
   if (p == NULL) {
     cache_trim();
     run_hook();
     p = aligned_alloc(64, n);
   }
-  if (p && n >= HUGE_MIN) ask_huge(p, n);
   return p;
 }
 
@@ -164,12 +187,17 @@ static size_t class_size (int c) {
   return ((size_t)1 << e) + (size_t)k * ((size_t)1 << (e - 2));
 }
 
-// With cache_lock held: free cached blocks, least recently freed first, until live + cached
+// With cache_lock held: evict cached blocks, least recently freed first, until live + cached
 // + n fits within the peak of live bytes (counting n) plus the slack. Blocks that were not
 // reused for longest go first: they belong to shapes the program stopped using (warm-up, an
 // earlier model), while the ones just freed are the working set of the current step.
-static void evict_lru (size_t live, size_t n) {
+// An evicted block's pages move into 'dest' (n bytes, just mapped and untouched; NULL: none)
+// up to its first 'used' bytes (a whole number of pages: a block's tail past its tensor stays
+// unmapped until some larger tensor writes it): the new block then starts with resident pages
+// instead of faulting each one in and having the kernel zero it. The rest is unmapped.
+static void evict_lru (size_t live, size_t n, char *dest, size_t used) {
   size_t peak = live + n > peak_held ? live + n : peak_held, bound = peak + cache_slack();
+  size_t filled = 0;
   while (cached && live + n + cached > bound) {
     block **oldest = NULL;
     int oc = -1;
@@ -178,8 +206,20 @@ static void evict_lru (size_t live, size_t n) {
         if (!(*l)->next && (oldest == NULL || (*l)->stamp < (*oldest)->stamp)) oldest = l, oc = c;
     block *b = *oldest;
     *oldest = NULL;   // b was its list's last block
-    cached -= class_size(oc);
-    free(b);
+    size_t bn = class_size(oc);
+    cached -= bn;
+#ifdef RECYCLE
+    if (dest && filled < used) {   // both page-aligned, sizes whole pages
+      size_t take = used - filled < bn ? used - filled : bn;
+      if (mremap(b, bn, take, MREMAP_MAYMOVE | MREMAP_FIXED, dest + filled) != MAP_FAILED) {
+        filled += take;   // (a shrinking move unmapped the rest of b)
+        continue;
+      }
+    }
+#else
+    (void)dest, (void)filled, (void)used;
+#endif
+    unmap_block(b, oc);
   }
 }
 
@@ -198,6 +238,7 @@ void *trl_alloc (size_t nbytes) {
   }
   void *p = NULL;
   int c = -1;
+  size_t want = n;
   if (n >= CACHE_MIN) {
     c = size_class(n + HDR, &n);
     if (c >= 0) {
@@ -214,12 +255,15 @@ void *trl_alloc (size_t nbytes) {
       pthread_mutex_unlock(&cache_lock);
     }
   }
-  if (p == NULL) {
-    if (c >= 0 && cached) {   // a miss: make room for n new bytes
+  if (p == NULL && c >= 0) {   // a miss: a new block, with room made for it
+    p = map_block(c);
+    if (p && cached) {
+      size_t pg = (size_t)sysconf(_SC_PAGESIZE), used = (want + HDR + pg - 1) / pg * pg;
       pthread_mutex_lock(&cache_lock);
-      evict_lru(atomic_load(&held), n);
+      evict_lru(atomic_load(&held), n, p, used < n ? used : n);
       pthread_mutex_unlock(&cache_lock);
     }
+  } else if (p == NULL) {
     p = raw_alloc(n);
   }
   if (p == NULL) return NULL;
@@ -263,9 +307,9 @@ void trl_free (void *p, size_t nbytes) {
     b->stamp = ticks++;
     cache[c] = b;
     cached += n;
-    p = NULL;
-    evict_lru(atomic_load(&held), 0);
+    evict_lru(atomic_load(&held), 0, NULL, 0);
     pthread_mutex_unlock(&cache_lock);
+    return;
   }
   free(p);
 }

@@ -5,9 +5,10 @@
 ** recently freed blocks go first, and the block just freed is kept. A request that finds no
 ** block of its class may take one up to 4x larger (not with trl_mem_exact on, nor past the
 ** peak). Cached blocks carry a 64-byte header: a request of a class size minus 64 bytes
-** fills that class exactly (REQ).
+** fills that class exactly (REQ). On Linux an evicted block's pages start the new block.
 */
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "mem.h"
@@ -88,5 +89,19 @@ int main (void) {
   trl_free(z, REQ(768 * 1024)), trl_free(w, REQ(MIB));
   CHECK_EQ(trl_mem_bytes(), 0);
   trl_mem_trim();
+#ifdef __linux__
+  // An evicted block's pages go to the new block that evicted it (mremap), not back to the
+  // system: 8 MiB is past every earlier peak, so live + cached (4 MiB) + 8 > 8 + 2 evicts
+  // the cached 4 MiB block, whose bytes then start the new one; the rest is fresh (zero).
+  unsigned char *old = trl_alloc(REQ(4 * MIB));
+  memset(old, 0xAB, REQ(4 * MIB));
+  trl_free(old, REQ(4 * MIB));
+  CHECK_EQ(trl_mem_cached(), 4 * MIB);
+  unsigned char *nu = trl_alloc(REQ(8 * MIB));
+  CHECK_EQ(trl_mem_cached(), 0);
+  CHECK(nu[0] == 0xAB && nu[REQ(4 * MIB) - 1] == 0xAB && nu[4 * MIB] == 0 && nu[REQ(8 * MIB) - 1] == 0);
+  trl_free(nu, REQ(8 * MIB));
+  trl_mem_trim();
+#endif
   return check_summary();
 }
