@@ -23,9 +23,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -110,8 +107,16 @@ static int gc_stress (void) {
 }
 
 // Blocks of CACHE_MIN and up (their sizes are whole pages) are mapped and unmapped here, so
-// that evicting one gives its memory back to the system, or its pages to a new block.
-#if defined(__linux__) && defined(MREMAP_FIXED)
+// that evicting one gives its memory back to the system, or its pages to a new block. Under
+// AddressSanitizer they come from malloc instead, which it guards.
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#if defined(__linux__) && defined(MREMAP_FIXED) && !defined(SANITIZED)
 #define RECYCLE 1   // evicted blocks' pages go to the new block (evict_lru)
 #endif
 
@@ -139,8 +144,12 @@ static void ask_huge (void *p, size_t n) {
 static size_t class_size (int c);
 
 static void *map_once (size_t n) {
+#ifdef SANITIZED
+  return aligned_alloc(4096, n);
+#else
   void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? NULL : p;
+#endif
 }
 
 // A new block of class c (untouched: its pages come at the first write, or from recycle).
@@ -156,7 +165,14 @@ static void *map_block (int c) {
   return p;
 }
 
-static void unmap_block (void *b, int c) { munmap(b, class_size(c)); }
+static void unmap_block (void *b, int c) {
+#ifdef SANITIZED
+  (void)c;
+  free(b);
+#else
+  munmap(b, class_size(c));
+#endif
+}
 
 // Smaller blocks come from malloc.
 static void *raw_alloc (size_t n) {
