@@ -294,7 +294,7 @@ size_t trl_mem_peak (void) { return peak_held; }
 
 int trl_mem_exact (int on) {
   int prev = exact_only;
-  exact_only = on != 0;
+  exact_only = on != 0 || !is_main;   // other threads stay exact
   return prev;
 }
 

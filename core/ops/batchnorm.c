@@ -189,9 +189,6 @@ void batchnorm_forward (float *out, const float *inp, const float *mean, const f
 }
 
 // dinp/dout/inp are (B,C,S), dgamma/dbeta/mean/invstd/gamma are (C); NULL outputs are skipped.
-// As batchnorm_backward; with 'write', dinp is written (dx = ...) instead of accumulated.
-// With 'clamp' (the forward clamped its output to [lo, hi], with beta (C) or NULL as its
-// shift), dout is first masked as in MASKED.
 // dx (+)= k * masked(go) + a * x + b over one plane of n values
 static void dx_plane (float *dx, const float *go, const float *x, int n, float k, float a,
                       float b, const clampmask *cm, int write) {
@@ -199,7 +196,8 @@ static void dx_plane (float *dx, const float *go, const float *x, int n, float k
 #ifdef VEC8
   __m256 vk = _mm256_set1_ps(k), va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
   for (; i + 8 <= n; i += 8) {
-    __m256 r = _mm256_fmadd_ps(vk, vmasked(go, x, i, cm), _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
+    __m256 r = _mm256_fmadd_ps(vk, vmasked(go, x, i, cm),
+                               _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb));
     _mm256_storeu_ps(dx + i, write ? r : _mm256_add_ps(_mm256_loadu_ps(dx + i), r));
   }
 #endif
@@ -209,6 +207,9 @@ static void dx_plane (float *dx, const float *go, const float *x, int n, float k
   }
 }
 
+// As batchnorm_backward; with 'write', dinp is written (dx = ...) instead of accumulated.
+// With 'clamp' (the forward clamped its output to [lo, hi], with beta (C) or NULL as its
+// shift), dout is first masked as in MASKED.
 static void bn_backward (float *dinp, float *dgamma, float *dbeta, const float *dout,
                          int clamp, float lo, float hi, const float *beta,
                          const float *inp, const float *mean, const float *invstd,

@@ -365,8 +365,8 @@ static void dw3_forward_plane (float *o, const float *x, const float *w, float b
   }
 }
 
-// dx is (H,W), go is (OH,OW), w is (3,3): dx += the transposed stencil, as a gather over the
-// outputs that read each input, so that every input is written once.
+// dx is (H,W), go is (OH,OW), w is (3,3): dx += the transposed stencil (with 'write', dx =),
+// as a gather over the outputs that read each input, so that every input is written once.
 static void dw3_backward_data_plane (float *dx, const float *go, const float *w, int write,
                                      const trl_conv_geom *g) {
   int s = g->sw;
@@ -950,7 +950,8 @@ static void backward (float *dinp, float *dw, float *db, const float *dout, cons
   trl_conv_geom t = transposed(g);
   int wino_dx = dinp && conv_kind(g) != DEPTHWISE && use_winograd(g) && use_winograd(&t);
   // Winograd, pointwise and 3x3 depthwise convs write a fresh dx; the other paths accumulate
-  int write = fresh && (wino_dx || conv_kind(g) == POINTWISE || (conv_kind(g) == DEPTHWISE && is_dw3(g)));
+  int write = fresh && (wino_dx || conv_kind(g) == POINTWISE ||
+                        (conv_kind(g) == DEPTHWISE && is_dw3(g)));
   if (dinp && fresh && !write) memset(dinp, 0, sizeof(float) * (size_t)g->B * g->C * g->H * g->W);
   if (conv_kind(g) == DEPTHWISE) {
     if (is_dw3(g)) dw3_backward(dinp, dw, dout, inp, w, write, g);

@@ -141,9 +141,9 @@ static int maxpool_3s2_back8 (float *dx, const float *go, const float *x, int ow
     __m256 v[3], o1;
     deinterleave(x + (size_t)ih * g->W + base, &v[0], &v[1]);
     deinterleave(x + (size_t)ih * g->W + base + 2, &v[2], &o1);
-    __m256i at = _mm256_add_epi32(lane2, _mm256_set1_epi32(ih * g->W + base));
+    __m256i row = _mm256_add_epi32(lane2, _mm256_set1_epi32(ih * g->W + base));
     for (int dc = 0; dc < 3; dc++) {
-      __m256i here = _mm256_add_epi32(at, _mm256_set1_epi32(dc));
+      __m256i here = _mm256_add_epi32(row, _mm256_set1_epi32(dc));
       if (ih == h0 && dc == 0) { m = v[0], best = here; continue; }
       __m256 gt = _mm256_cmp_ps(v[dc], m, _CMP_GT_OQ);
       m = _mm256_blendv_ps(m, v[dc], gt);

@@ -18,7 +18,10 @@
 
 int main (void) {
   setenv("TRL_CACHE_MB", "2", 1);
-  CHECK(trl_mem_exact(1) == 1);   // on for threads that did not install the GC hook
+  CHECK(trl_mem_exact(0) == 1);   // on, and staying on, for threads without the GC hook
+  CHECK(trl_mem_exact(1) == 1);
+  trl_mem_set_hook(NULL, NULL, NULL, 0);   // this thread installs one (none): now it may turn
+  CHECK(trl_mem_exact(1) == 0);            // it off, and starts off
   // two size classes, freed oldest first: both fit (cached 2.25 MiB <= peak 2.25 + 2)
   void *a = trl_alloc(REQ(MIB)), *b = trl_alloc(REQ(MIB + MIB / 4));
   CHECK(a && b);
@@ -99,7 +102,8 @@ int main (void) {
   CHECK_EQ(trl_mem_cached(), 4 * MIB);
   unsigned char *nu = trl_alloc(REQ(8 * MIB));
   CHECK_EQ(trl_mem_cached(), 0);
-  CHECK(nu[0] == 0xAB && nu[REQ(4 * MIB) - 1] == 0xAB && nu[4 * MIB] == 0 && nu[REQ(8 * MIB) - 1] == 0);
+  CHECK(nu[0] == 0xAB && nu[REQ(4 * MIB) - 1] == 0xAB);
+  CHECK(nu[4 * MIB] == 0 && nu[REQ(8 * MIB) - 1] == 0);
   trl_free(nu, REQ(8 * MIB));
   trl_mem_trim();
 #endif
