@@ -227,6 +227,133 @@ static void gemm_thread (int M, int N, int K, const float *Ap, const float *B, i
   if (p0 < p1) gemm_cols(M, K, Ap, B, ldb, C, ldc, j0, j1, t, Bp, bpn);
 }
 
+// C (+)= A x B^T with A (M,K) and B (N,K) read in place, K-contiguous rows (a weight
+// gradient: dout rows times im2col or Winograd rows). Each of C's tiles of 6 x 4 holds 24
+// vectors of partial sums over 16 k at a time (6 + 4 loads per 24 FMAs, no packing), summed
+// across lanes at the end of each block of NT_KC: A's 6 rows stay in L1 while B's rows of the
+// block (NT_NB rows) stream from L2 once per tile row.
+#define NT_KC 512
+#define NT_NB 128   // B rows per block: 256 KB with NT_KC
+
+// The sums of a, b, c and d in the lanes of one 4-float vector.
+W5 static inline __m128 sum4 (__m512 a, __m512 b, __m512 c, __m512 d) {
+  __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+  __m512 u = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x44), _mm512_shuffle_ps(ab, cd, 0xEE));
+  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// C[0..R) x [0..S) (+)= A rows x B rows over kc (R <= 6, S <= 4); add: C is added to.
+W5 static inline __attribute__((always_inline))
+void nt_tile (const int R, const int S, int kc, const float *a, int lda, const float *b,
+              int ldb, float *c, int ldc, int add) {
+  __m512 acc[6][4];
+  #pragma GCC unroll 6
+  for (int r = 0; r < R; r++)
+    #pragma GCC unroll 4
+    for (int s = 0; s < S; s++) acc[r][s] = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= kc; k += 16) {
+    __m512 bv[4];
+    #pragma GCC unroll 4
+    for (int s = 0; s < S; s++) bv[s] = _mm512_loadu_ps(b + (size_t)s * ldb + k);
+    #pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      __m512 av = _mm512_loadu_ps(a + (size_t)r * lda + k);
+      #pragma GCC unroll 4
+      for (int s = 0; s < S; s++) acc[r][s] = _mm512_fmadd_ps(av, bv[s], acc[r][s]);
+    }
+  }
+  if (k < kc) {
+    __mmask16 m = (__mmask16)((1u << (kc - k)) - 1);
+    __m512 bv[4];
+    #pragma GCC unroll 4
+    for (int s = 0; s < S; s++) bv[s] = _mm512_maskz_loadu_ps(m, b + (size_t)s * ldb + k);
+    #pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      __m512 av = _mm512_maskz_loadu_ps(m, a + (size_t)r * lda + k);
+      #pragma GCC unroll 4
+      for (int s = 0; s < S; s++) acc[r][s] = _mm512_fmadd_ps(av, bv[s], acc[r][s]);
+    }
+  }
+  __mmask8 cm = (__mmask8)((1u << S) - 1);
+  __m512 z = _mm512_setzero_ps();
+  #pragma GCC unroll 6
+  for (int r = 0; r < R; r++) {
+    __m128 v = sum4(acc[r][0], S > 1 ? acc[r][1] : z, S > 2 ? acc[r][2] : z, S > 3 ? acc[r][3] : z);
+    if (add) v = _mm_add_ps(v, _mm_maskz_loadu_ps(cm, c + (size_t)r * ldc));
+    _mm_mask_storeu_ps(c + (size_t)r * ldc, cm, v);
+  }
+}
+
+typedef void nt_fn (int kc, const float *a, int lda, const float *b, int ldb, float *c, int ldc,
+                    int add);
+#define NT_TILE(R, S) \
+  W5 static void nt_##R##x##S (int kc, const float *a, int lda, const float *b, int ldb, \
+                               float *c, int ldc, int add) { \
+    nt_tile(R, S, kc, a, lda, b, ldb, c, ldc, add); \
+  }
+#define NT_ROW(R) NT_TILE(R, 1) NT_TILE(R, 2) NT_TILE(R, 3) NT_TILE(R, 4)
+NT_ROW(1) NT_ROW(2) NT_ROW(3) NT_ROW(4) NT_ROW(5) NT_ROW(6)
+static nt_fn *const nt_tiles[6][4] = {
+  { nt_1x1, nt_1x2, nt_1x3, nt_1x4 }, { nt_2x1, nt_2x2, nt_2x3, nt_2x4 },
+  { nt_3x1, nt_3x2, nt_3x3, nt_3x4 }, { nt_4x1, nt_4x2, nt_4x3, nt_4x4 },
+  { nt_5x1, nt_5x2, nt_5x3, nt_5x4 }, { nt_6x1, nt_6x2, nt_6x3, nt_6x4 } };
+
+// Columns [j0, j1) of C on this thread. Float k of a row always goes to lane k % 16, whatever
+// the rows' alignment, so the sums have the same bits for the same operands (loads across two
+// cache lines cost two: callers keep rows 64-byte aligned where they can).
+W5 static void gemm_nt_cols (int M, int K, const float *A, int lda, const float *B, int ldb,
+                             float *C, int ldc, int add, int j0, int j1) {
+  for (int k0 = 0; k0 < K; k0 += NT_KC) {
+    int kc = K - k0 < NT_KC ? K - k0 : NT_KC, ad = add || k0 > 0;
+    for (int jc = j0; jc < j1; jc += NT_NB) {
+      int je = j1 - jc < NT_NB ? j1 : jc + NT_NB;
+      for (int i = 0; i < M; i += 6) {
+        int mr = M - i < 6 ? M - i : 6;
+        for (int j = jc; j < je; j += 4) {
+          int nr = je - j < 4 ? je - j : 4;
+          nt_tiles[mr - 1][nr - 1](kc, A + (size_t)i * lda + k0, lda, B + (size_t)j * ldb + k0,
+                                   ldb, C + (size_t)i * ldc + j, ldc, ad);
+        }
+      }
+    }
+  }
+}
+
+void trl_gemm_nt (int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  float *C, int ldc, int add) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!add) for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * N);
+    return;
+  }
+  // Each of C's floats costs the lane sums here and each of A's and B's a copy in OpenBLAS:
+  // the sums win when K (1/M + 1/N) is large; past 512 rows of B, OpenBLAS's blocking does
+  // (bench/NOTES.md 42)
+  if (!trl_cpu_avx512() || N > 512 || K * (1.0 / M + 1.0 / N) < 2.0) {
+    int nt = omp_get_level() > 0 ? trl_blas_threads(1) : 0;
+    trl_sgemm(0, 1, M, N, K, 1.0f, A, lda, B, ldb, add ? 1.0f : 0.0f, C, ldc);
+    if (nt > 1) trl_blas_threads(nt);
+    return;
+  }
+  int nt = omp_get_level() > 0 ? 1 : trl_get_num_threads();
+  if ((double)M * N * K < 4e6 || N < 8) nt = 1;
+  if (nt == 1) {
+    gemm_nt_cols(M, K, A, lda, B, ldb, C, ldc, add, 0, N);
+    return;
+  }
+  #pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), nth = omp_get_num_threads(), q = (N + 3) / 4;
+    int j0 = q * t / nth * 4, j1 = q * (t + 1) / nth * 4;
+    if (j1 > N) j1 = N;
+    if (j0 < j1) gemm_nt_cols(M, K, A, lda, B, ldb, C, ldc, add, j0, j1);
+  }
+}
+
 int trl_gemm_mr (int M) { return trl_cpu_avx512() ? mr_for(M) : 1; }
 
 size_t trl_gemm_packed_size (int M, int K) {
@@ -286,6 +413,12 @@ void trl_gemm_pack_t (float *Ap, const float *At, int lda, int M, int K) {
 void trl_gemm_packed_add (int M, int N, int K, const float *Ap, const float *B, int ldb,
                           float *C, int ldc) {
   if (M > 0 && N > 0 && K > 0) trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc);
+}
+
+void trl_gemm_nt (int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                  float *C, int ldc, int add) {
+  if (M > 0 && N > 0)
+    trl_sgemm(0, 1, M, N, K, 1.0f, A, lda, B, ldb, add ? 1.0f : 0.0f, C, ldc);
 }
 
 void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,

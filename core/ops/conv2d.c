@@ -821,7 +821,7 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
         const float *gb = go + (size_t)oh0 * g->OW;
         if (dwt) {   // dw_grp (OCg, K) += go block (OCg, nc) x cols^T (nc, K)
           im2col_rows(col, nc, x, Cg, oh0, oh0 + nr, g);
-          trl_sgemm(0, 1, OCg, K, nc, 1.0f, gb, L, col, nc, 1.0f, dwt + (size_t)grp * OCg * K, K);
+          trl_gemm_nt(OCg, K, nc, gb, L, col, nc, dwt + (size_t)grp * OCg * K, K, 1);
         }
         if (dx) {   // dcol (K, nc) = w_grp^T x go block, then back to pixels
           trl_gemm_packed(K, nc, OCg, wt, gb, L, col, nc, NULL, NULL, 0);
@@ -842,8 +842,7 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
       }
       if (dwt) {   // dw_grp (OCg, K) += go (OCg, m*L) x cols^T (m*L, K)
         const float *cols = gather_cols(col, inp, n, m, grp, p, g);
-        trl_sgemm(0, 1, OCg, K, (int)ld, 1.0f, go, (int)ld, cols, (int)ld, 1.0f,
-                  dwt + (size_t)grp * OCg * K, K);
+        trl_gemm_nt(OCg, K, (int)ld, go, (int)ld, cols, (int)ld, dwt + (size_t)grp * OCg * K, K, 1);
       }
       if (!dx) continue;
       if (p->kind == POINTWISE && m == 1) {   // dx (Cg, L) (+)= w_grp^T x go

@@ -58,10 +58,14 @@ static int team_rows (const trl_conv_geom *g) {
   return rows < all ? rows : all;
 }
 
+// Floats between V's (and M's, D's) rows for chunks of cr tile rows: a multiple of 16, so
+// that every row starts a cache line (the weight gradient's GEMM reads them in place).
+static int64_t row_ld (int cr, int TW) { return ((int64_t)cr * TW + SLACK + 15) / 16 * 16; }
+
 // Tile rows per chunk and the floats of a chunk's V + M: per thread, or one for the team.
 static int chunk_of (const trl_conv_geom *g, int nt, size_t *vm) {
   int team = team_mode(g), cr = team ? team_rows(g) : chunk_rows(g);
-  size_t ld = (size_t)cr * ((g->OW + 3) / 4) + SLACK;
+  size_t ld = (size_t)row_ld(cr, (g->OW + 3) / 4);
   *vm = (size_t)(team ? 1 : nt) * 36 * (g->C + g->OC) * ld;
   return cr;
 }
@@ -448,7 +452,7 @@ size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) {
 W4 static void wgrad_team (float *dw, const float *dout, const float *inp, float *ws, int nt,
                            const trl_conv_geom *g) {
   int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = team_rows(g), rows = g->B * TH;
-  int64_t ld = (int64_t)cr * TW + SLACK;
+  int64_t ld = row_ld(cr, TW);
   float *dU = ws, *V = dU + (size_t)36 * g->OC * g->C, *D = V + (size_t)36 * g->C * ld;
   #pragma omp parallel num_threads(nt)
   {
@@ -459,9 +463,8 @@ W4 static void wgrad_team (float *dw, const float *dout, const float *inp, float
       dout_transform(D, ld, dout, r0, nr, g->OC * t / nth, g->OC * (t + 1) / nth, g);
       #pragma omp barrier
       for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
-        trl_sgemm(0, 1, g->OC, g->C, nn, 1.0f, D + (size_t)xi * ld, (int)(36 * ld),
-                  V + (size_t)xi * ld, (int)(36 * ld), r0 == 0 ? 0.0f : 1.0f,
-                  dU + (size_t)xi * g->OC * g->C, g->C);
+        trl_gemm_nt(g->OC, g->C, nn, D + (size_t)xi * ld, (int)(36 * ld), V + (size_t)xi * ld,
+                    (int)(36 * ld), dU + (size_t)xi * g->OC * g->C, g->C, r0 != 0);
       #pragma omp barrier
     }
     weight_grad_transform(dw, dU, g->OC * t / nth, g->OC * (t + 1) / nth, g);
@@ -471,7 +474,7 @@ W4 static void wgrad_team (float *dw, const float *dout, const float *inp, float
 W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
                      const trl_conv_geom *g) {
   int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = chunk_rows(g);
-  int64_t ld = (int64_t)cr * TW + SLACK;
+  int64_t ld = row_ld(cr, TW);
   if (nt < 1) nt = 1;
   int prev = nt > 1 ? trl_blas_threads(1) : 0;
   if (team_mode(g)) {
@@ -493,9 +496,8 @@ W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, 
       input_transform(V, ld, inp, r0, nr, 0, g->C, g);
       dout_transform(D, ld, dout, r0, nr, 0, g->OC, g);
       for (int xi = 0; xi < 36; xi++)   // dU[xi] (OC,C) += D[xi] (OC,T) x V[xi]^T (T,C)
-        trl_sgemm(0, 1, g->OC, g->C, nn, 1.0f, D + (size_t)xi * ld, (int)(36 * ld),
-                  V + (size_t)xi * ld, (int)(36 * ld), r0 == lo ? 0.0f : 1.0f,
-                  dU + (size_t)xi * g->OC * g->C, g->C);
+        trl_gemm_nt(g->OC, g->C, nn, D + (size_t)xi * ld, (int)(36 * ld), V + (size_t)xi * ld,
+                    (int)(36 * ld), dU + (size_t)xi * g->OC * g->C, g->C, r0 != lo);
     }
     #pragma omp barrier
     // thread 0's dU gets the others', each thread summing a slice; then dw += G^T dU G
@@ -515,7 +517,7 @@ W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b
                     const trl_conv_geom *g) {
   int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, team = team_mode(g), rows = g->B * TH;
   int cr = team ? team_rows(g) : chunk_rows(g);
-  int64_t ld = (int64_t)cr * TW + SLACK;
+  int64_t ld = row_ld(cr, TW);
   if (nt < 1) nt = 1;
   float *U = ws;
   size_t per = (size_t)36 * (g->C + g->OC) * ld, up = u_plane(g);

@@ -4,7 +4,8 @@
 ** strided B and C, the bias, the epilogue (scale, shift, clamp; NaN becomes lo), C += A x B,
 ** the packed layout gemm.h documents (from A and from its transpose), and the column split
 ** over threads (outside a parallel region)
-** against one thread (inside one): the same bits. Bound: |C - ref| <= 1e-5 * (1 + sum|a*b|)
+** against one thread (inside one): the same bits; trl_gemm_nt (C = A x B^T, both read in place)
+** on the same terms, its bits independent of the rows' alignment. Bound: |C - ref| <= 1e-5 * (1 + sum|a*b|)
 ** per element (float sums of up to 600 terms; measured about 1e-7).
 */
 #include <math.h>
@@ -131,6 +132,67 @@ static void nan_to_lo (void) {
   CHECK(C[0] == 0.0f);
 }
 
+// trl_gemm_nt: C (M,N) (+)= A (M,K) x B (N,K)^T with rows lda, ldb, ldc apart, against the
+// double sums; without 'add', C's old values (NaN here) are never read; columns past N and
+// rows' floats past K are never touched or used.
+static void nt_one (int M, int N, int K, int lda, int ldb, int ldc, int add, unsigned seed) {
+  float *A = rnd((size_t)M * lda, &seed), *B = rnd((size_t)N * ldb, &seed);
+  float *C = rnd((size_t)M * ldc, &seed), *keep = malloc(sizeof(float) * M * ldc);
+  for (int i = 0; i < M; i++)
+    for (int k = K; k < lda; k++) A[(size_t)i * lda + k] = NAN;
+  for (int j = 0; j < N; j++)
+    for (int k = K; k < ldb; k++) B[(size_t)j * ldb + k] = NAN;
+  if (!add)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = NAN;
+  memcpy(keep, C, sizeof(float) * M * ldc);
+  trl_gemm_nt(M, N, K, A, lda, B, ldb, C, ldc, add);
+  int bad = 0;
+  for (int i = 0; i < M && !bad; i++)
+    for (int j = 0; j < ldc && !bad; j++) {
+      float got = C[(size_t)i * ldc + j];
+      if (j >= N) {
+        if (memcmp(&got, &keep[(size_t)i * ldc + j], sizeof got)) bad = 1;
+        continue;
+      }
+      double s = add ? keep[(size_t)i * ldc + j] : 0, mag = fabs(s);
+      for (int k = 0; k < K; k++) {
+        double t = (double)A[(size_t)i * lda + k] * B[(size_t)j * ldb + k];
+        s += t, mag += fabs(t);
+      }
+      if (!(fabs(got - s) <= 1e-5 * (1 + mag))) {
+        bad = 1;
+        fprintf(stderr, "gemm_nt M %d N %d K %d lda %d ldb %d ldc %d add %d: C[%d][%d] = %.9g, "
+                "want %.9g\n", M, N, K, lda, ldb, ldc, add, i, j, got, s);
+      }
+    }
+  CHECK(!bad);
+  free(A), free(B), free(C), free(keep);
+}
+
+// trl_gemm_nt's sums do not depend on where the rows start (each k goes to lane k % 16), nor
+// on the split of C's columns over threads.
+static void nt_same_bits (void) {
+  int M = 64, N = 147, K = 1000;   // the stem's shape: the lane sums, not OpenBLAS
+  unsigned seed = 5;
+  float *A = rnd((size_t)M * K, &seed), *B = rnd((size_t)N * K, &seed);
+  float *Ab = malloc(sizeof(float) * (M * K + 16)), *Bb = malloc(sizeof(float) * (N * K + 16));
+  float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
+  trl_set_num_threads(2);
+  trl_gemm_nt(M, N, K, A, K, B, K, C1, N, 0);
+  for (int off = 1; off < 16; off += 5) {
+    memcpy(Ab + off, A, sizeof(float) * M * K);
+    memcpy(Bb + 16 - off, B, sizeof(float) * N * K);
+    #pragma omp parallel num_threads(2)
+    {
+      #pragma omp single
+      trl_gemm_nt(M, N, K, Ab + off, K, Bb + 16 - off, K, C2, N, 0);
+    }
+    CHECK(memcmp(C1, C2, sizeof(float) * M * N) == 0);
+  }
+  free(A), free(B), free(Ab), free(Bb), free(C1), free(C2);
+}
+
 int main (void) {
   int Ms[] = { 1, 7, 8, 12, 13, 16, 24, 25, 64, 70 };
   int Ns[] = { 1, 15, 16, 17, 31, 32, 33, 49, 100 };
@@ -151,6 +213,21 @@ int main (void) {
   for (int M = 1; M <= 30; M++) layout(M, 5);
   layout(512, 9);
   threads_same_bits();
+  // trl_gemm_nt: tiles of 6 x 4 and their edges, K around the 16-float vector and the 512
+  // block, B past its 128-row block; the shapes OpenBLAS takes (short K, N > 512) too
+  int nM[] = { 1, 5, 6, 7, 13, 64 }, nN[] = { 1, 3, 4, 5, 9, 130, 147 };
+  int nK[] = { 1, 15, 16, 17, 98, 512, 513, 1100 };
+  for (size_t a = 0; a < sizeof nM / sizeof *nM; a++)
+    for (size_t b = 0; b < sizeof nN / sizeof *nN; b++)
+      for (size_t c = 0; c < sizeof nK / sizeof *nK; c++) {
+        int M = nM[a], N = nN[b], K = nK[c];
+        nt_one(M, N, K, K + (int)(seed % 3), K + (int)(seed % 5), N + (int)(seed % 2),
+               (int)(seed % 2), seed);
+        seed++;
+      }
+  nt_one(40, 600, 300, 300, 310, 601, 1, 300);   // N > 512: OpenBLAS
+  nt_one(512, 512, 128, 128, 128, 512, 0, 301);  // short K: OpenBLAS
+  nt_same_bits();
   nan_to_lo();
   return check_summary();
 }
