@@ -85,6 +85,9 @@ void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g);
 // The gradient goes to the first maximum of each window (row-major order).
 void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
                          const trl_pool_geom *g);
+// The same into a dinp that holds garbage: written, not accumulated.
+void maxpool2d_backward_write (float *dinp, const float *dout, const float *inp,
+                               const trl_pool_geom *g);
 void avgpool2d_forward (float *out, const float *inp, const trl_pool_geom *g);
 void avgpool2d_backward (float *dinp, const float *dout, const trl_pool_geom *g);
 void maxpool2d_forward_ref (float *out, const float *inp, const trl_pool_geom *g);

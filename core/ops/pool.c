@@ -189,16 +189,25 @@ void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g) {
 }
 
 // dinp/inp are (B,C,H,W), dout is (B,C,OH,OW); the max is found again in 'inp'.
-void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
-                         const trl_pool_geom *g) {
+// With 'write', dinp holds garbage: each plane's rows are zeroed just before the first window
+// that reaches them (windows move down with oh), so the zeros are written in cache, not by a
+// pass over the whole gradient first.
+static void maxpool_back (float *dinp, const float *dout, const float *inp, int write,
+                          const trl_pool_geom *g) {
   int HW = g->H * g->W, L = g->OH * g->OW;
   #pragma omp parallel for schedule(static) if (BIG(g))
   for (int64_t p = 0; p < PLANES(g); p++) {
     const float *x = inp + p * HW, *go = dout + p * L;
     float *dx = dinp + p * HW;
-    for (int oh = 0; oh < g->OH; oh++)
+    int zeroed = write ? 0 : g->H;   // rows [0, zeroed) hold their starting values
+    for (int oh = 0; oh < g->OH; oh++) {
+      int h0, h1, w0, w1;
+      window(g, oh, 0, &h0, &h1, &w0, &w1);
+      if (h1 > zeroed) {
+        memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(h1 - zeroed) * g->W);
+        zeroed = h1;
+      }
       for (int ow = 0; ow < g->OW; ow++) {
-        int h0, h1, w0, w1;
         window(g, oh, ow, &h0, &h1, &w0, &w1);
 #if defined(__AVX2__) && defined(__FMA__)
         if (g->kw == 3 && g->sw == 2 && ow + 8 <= g->OW &&
@@ -209,7 +218,20 @@ void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
 #endif
         dx[argmax_window(x, g->W, h0, h1, w0, w1)] += go[oh * g->OW + ow];
       }
+    }
+    if (zeroed < g->H)   // rows below every window
+      memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(g->H - zeroed) * g->W);
   }
+}
+
+void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
+                         const trl_pool_geom *g) {
+  maxpool_back(dinp, dout, inp, 0, g);
+}
+
+void maxpool2d_backward_write (float *dinp, const float *dout, const float *inp,
+                               const trl_pool_geom *g) {
+  maxpool_back(dinp, dout, inp, 1, g);
 }
 
 // out is (B,C,OH,OW), inp is (B,C,H,W).
@@ -333,7 +355,9 @@ static trl_status pool_bwd (trl_node *node, const trl_tensor *gout, trl_tensor *
   trl_tensor *gc = NULL;
   if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
   const float *go = trl_f32(gc ? gc : gout);
-  if (node->op == TRL_OP_MAXPOOL2D)
+  if (node->op == TRL_OP_MAXPOOL2D && (node->fresh & 1u))   // the first gradient of x
+    maxpool2d_backward_write(trl_f32(gin[0]), go, trl_f32(node->saved[0]), g);
+  else if (node->op == TRL_OP_MAXPOOL2D)
     maxpool2d_backward(trl_f32(gin[0]), go, trl_f32(node->saved[0]), g);
   else if (node->op == TRL_OP_AVGPOOL2D)
     avgpool2d_backward(trl_f32(gin[0]), go, g);
@@ -356,7 +380,10 @@ static trl_status pool_build (trl_tensor **out, trl_tensor *x, trl_op op, const 
   if ((st = trl_tape_record(&node, y, op, pool_bwd, 1, &x, sizeof *g)) != TRL_OK) goto done;
   if (node) {
     memcpy(node->payload, g, sizeof *g);
-    if (op == TRL_OP_MAXPOOL2D) trl_node_save(node, 0, xc);
+    if (op == TRL_OP_MAXPOOL2D) {
+      trl_node_save(node, 0, xc);
+      node->overwrites = 1u;   // writes x's first gradient (maxpool2d_backward_write)
+    }
     st = trl_node_drop_values(node, 1u);   // max reads the saved x; average reads no values
   }
 done:
