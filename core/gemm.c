@@ -334,9 +334,7 @@ void trl_gemm_nt (int M, int N, int K, const float *A, int lda, const float *B, 
   // the sums win when K (1/M + 1/N) is large; past 512 rows of B, OpenBLAS's blocking does
   // (bench/NOTES.md 42)
   if (!trl_cpu_avx512() || N > 512 || K * (1.0 / M + 1.0 / N) < 2.0) {
-    int nt = omp_get_level() > 0 ? trl_blas_threads(1) : 0;
     trl_sgemm(0, 1, M, N, K, 1.0f, A, lda, B, ldb, add ? 1.0f : 0.0f, C, ldc);
-    if (nt > 1) trl_blas_threads(nt);
     return;
   }
   int nt = omp_get_level() > 0 ? 1 : trl_get_num_threads();
