@@ -61,7 +61,10 @@ static int team_rows (const trl_conv_geom *g) {
 // Floats between V's (and M's, D's) rows for chunks of cr tile rows: an odd multiple of 16,
 // so that every row starts a cache line (the weight gradient's GEMM reads them in place) and
 // the 36 rows of a channel do not crowd into a few cache sets (128 floats apart: 8 sets).
-static int64_t row_ld (int cr, int TW) { return ((int64_t)cr * TW + SLACK) / 32 * 32 + 16; }
+static int64_t row_ld (int cr, int TW) {
+  int64_t ld = ((int64_t)cr * TW + SLACK + 15) / 16 * 16;
+  return ld % 32 ? ld : ld + 16;
+}
 
 // Tile rows per chunk and the floats of a chunk's V + M: per thread, or one for the team.
 static int chunk_of (const trl_conv_geom *g, int nt, size_t *vm) {
