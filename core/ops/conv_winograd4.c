@@ -445,9 +445,21 @@ W4 static void weight_grad_transform (float *dw, const float *dU, int oc0, int o
 #undef GT6
 }
 
+// Tile rows per chunk of the weight gradient outside team mode: 4x the forward's. Its GEMMs'
+// K is the chunk's tiles, and trl_gemm_nt sums lanes once per call: at 98 tiles (56x56x64)
+// that cost more than V and D leaving L2 (4x: 25.3 -> 19.7 ms for 32x64x56x56,
+// bench/NOTES.md 42).
+static int wgrad_rows (const trl_conv_geom *g) {
+  int cr = chunk_rows(g) * 4, TW = (g->OW + 3) / 4, S = group_rows(TW), all = g->B * ((g->OH + 3) / 4);
+  cr = (cr + S - 1) / S * S;
+  return cr < all ? cr : all;
+}
+
 size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) {
   size_t vm;
   chunk_of(g, nt, &vm);
+  if (!team_mode(g))
+    vm = (size_t)nt * 36 * (g->C + g->OC) * row_ld(wgrad_rows(g), (g->OW + 3) / 4);
   return (size_t)(team_mode(g) ? 1 : nt) * 36 * g->OC * g->C + vm;
 }
 
@@ -477,7 +489,7 @@ W4 static void wgrad_team (float *dw, const float *dout, const float *inp, float
 
 W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
                      const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = chunk_rows(g);
+  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = wgrad_rows(g);
   int64_t ld = row_ld(cr, TW);
   if (nt < 1) nt = 1;
   int prev = nt > 1 ? trl_blas_threads(1) : 0;
