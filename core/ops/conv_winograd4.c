@@ -450,7 +450,8 @@ W4 static void weight_grad_transform (float *dw, const float *dU, int oc0, int o
 // that cost more than V and D leaving L2 (4x: 25.3 -> 19.7 ms for 32x64x56x56,
 // bench/NOTES.md 42).
 static int wgrad_rows (const trl_conv_geom *g) {
-  int cr = chunk_rows(g) * 4, TW = (g->OW + 3) / 4, S = group_rows(TW), all = g->B * ((g->OH + 3) / 4);
+  int cr = chunk_rows(g) * 4, TW = (g->OW + 3) / 4, S = group_rows(TW);
+  int all = g->B * ((g->OH + 3) / 4);
   cr = (cr + S - 1) / S * S;
   return cr < all ? cr : all;
 }
