@@ -88,6 +88,12 @@ void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
 // The same into a dinp that holds garbage: written, not accumulated.
 void maxpool2d_backward_write (float *dinp, const float *dout, const float *inp,
                                const trl_pool_geom *g);
+// maxpool2d_forward that also writes each output's tap (row * kw + column from the window's
+// corner in the padded input) of the element maxpool2d_backward would pick; kh * kw <= 256.
+void maxpool2d_forward_arg (float *out, uint8_t *arg, const float *inp, const trl_pool_geom *g);
+// maxpool2d_backward from those taps (the same bits), into a dinp holding garbage if 'write'.
+void maxpool2d_backward_arg (float *dinp, const float *dout, const uint8_t *arg, int write,
+                             const trl_pool_geom *g);
 void avgpool2d_forward (float *out, const float *inp, const trl_pool_geom *g);
 void avgpool2d_backward (float *dinp, const float *dout, const trl_pool_geom *g);
 void maxpool2d_forward_ref (float *out, const float *inp, const trl_pool_geom *g);

@@ -127,6 +127,34 @@ static int maxpool_3s2_row8 (float *o, const float *x, int ow, int h0, int h1,
   return 1;
 }
 
+// maxpool_3s2_row8 that also finds each window's first maximum as maxpool_3s2_back8 does, as
+// its tap (row * 3 + column from the window's unpadded corner) in t[0..7].
+static int maxpool_3s2_row8_arg (float *o, uint8_t *t, const float *x, int oh, int ow, int h0,
+                                 int h1, const trl_pool_geom *g) {
+  int base = 2 * ow - g->pw, hs = oh * g->sh - g->ph;
+  if (base < 0 || base + 18 > g->W) return 0;
+  __m256 m = _mm256_set1_ps(-INFINITY), a = _mm256_undefined_ps();
+  __m256i best = _mm256_setzero_si256();
+  for (int ih = h0; ih < h1; ih++) {
+    __m256 v[3], o1;
+    deinterleave(x + (size_t)ih * g->W + base, &v[0], &v[1]);
+    deinterleave(x + (size_t)ih * g->W + base + 2, &v[2], &o1);
+    for (int dc = 0; dc < 3; dc++) {
+      m = _mm256_max_ps(v[dc], m);
+      __m256i here = _mm256_set1_epi32((ih - hs) * 3 + dc);
+      if (ih == h0 && dc == 0) { a = v[0], best = here; continue; }
+      __m256 gt = _mm256_cmp_ps(v[dc], a, _CMP_GT_OQ);
+      a = _mm256_blendv_ps(a, v[dc], gt);
+      best = _mm256_blendv_epi8(best, here, _mm256_castps_si256(gt));
+    }
+  }
+  _mm256_storeu_ps(o, m);
+  int at[8];
+  _mm256_storeu_si256((__m256i *)at, best);
+  for (int l = 0; l < 8; l++) t[l] = (uint8_t)at[l];
+  return 1;
+}
+
 // The backward of maxpool_3s2_row8: each output's gradient goes to the first maximum of its
 // window in argmax_window's order (rows, then columns; a NaN never replaces the running
 // maximum), added in the scalar loop's order (ow ascending), so dx has the same bits.
@@ -232,6 +260,70 @@ void maxpool2d_backward (float *dinp, const float *dout, const float *inp,
 void maxpool2d_backward_write (float *dinp, const float *dout, const float *inp,
                                const trl_pool_geom *g) {
   maxpool_back(dinp, dout, inp, 1, g);
+}
+
+// maxpool2d_forward that also writes, for each output, the tap of its window's first maximum
+// (the element maxpool2d_backward gives the gradient to): row * kw + column from the window's
+// corner in the padded input. kh * kw <= 256.
+void maxpool2d_forward_arg (float *out, uint8_t *arg, const float *inp, const trl_pool_geom *g) {
+  int HW = g->H * g->W, L = g->OH * g->OW;
+  #pragma omp parallel for schedule(static) if (BIG(g))
+  for (int64_t p = 0; p < PLANES(g); p++) {
+    const float *x = inp + p * HW;
+    float *o = out + p * L;
+    uint8_t *t = arg + p * L;
+    for (int oh = 0; oh < g->OH; oh++)
+      for (int ow = 0; ow < g->OW; ow++) {
+        int h0, h1, w0, w1;
+        window(g, oh, ow, &h0, &h1, &w0, &w1);
+#if defined(__AVX2__) && defined(__FMA__)
+        if (g->kw == 3 && g->sw == 2 && ow + 8 <= g->OW &&
+            maxpool_3s2_row8_arg(o + oh * g->OW + ow, t + oh * g->OW + ow, x, oh, ow, h0, h1, g)) {
+          ow += 7;
+          continue;
+        }
+#endif
+        float m = -INFINITY;
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++) {
+            float v = x[ih * g->W + iw];
+            m = v > m ? v : m;
+          }
+        o[oh * g->OW + ow] = m;
+        int best = argmax_window(x, g->W, h0, h1, w0, w1);
+        int hs = oh * g->sh - g->ph, ws = ow * g->sw - g->pw;
+        t[oh * g->OW + ow] = (uint8_t)((best / g->W - hs) * g->kw + best % g->W - ws);
+      }
+  }
+}
+
+// maxpool2d_backward from the taps of maxpool2d_forward_arg instead of the input: the same
+// elements, added in the same order (the same bits). With 'write' as maxpool_back.
+void maxpool2d_backward_arg (float *dinp, const float *dout, const uint8_t *arg, int write,
+                             const trl_pool_geom *g) {
+  int HW = g->H * g->W, L = g->OH * g->OW, off[256];
+  for (int k = 0; k < g->kh * g->kw; k++) off[k] = k / g->kw * g->W + k % g->kw;
+  #pragma omp parallel for schedule(static) if (BIG(g))
+  for (int64_t p = 0; p < PLANES(g); p++) {
+    const float *go = dout + p * L;
+    const uint8_t *t = arg + p * L;
+    float *dx = dinp + p * HW;
+    int zeroed = write ? 0 : g->H;   // rows [0, zeroed) hold their starting values
+    for (int oh = 0; oh < g->OH; oh++) {
+      int h0, h1, w0, w1;
+      window(g, oh, 0, &h0, &h1, &w0, &w1);
+      if (h1 > zeroed) {
+        memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(h1 - zeroed) * g->W);
+        zeroed = h1;
+      }
+      // the window's corner in the padded input, as an offset in the plane (maybe negative)
+      int64_t c = (int64_t)(oh * g->sh - g->ph) * g->W - g->pw;
+      for (int ow = 0; ow < g->OW; ow++)
+        dx[c + ow * g->sw + off[t[oh * g->OW + ow]]] += go[oh * g->OW + ow];
+    }
+    if (zeroed < g->H)
+      memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(g->H - zeroed) * g->W);
+  }
 }
 
 // out is (B,C,OH,OW), inp is (B,C,H,W).
@@ -355,7 +447,10 @@ static trl_status pool_bwd (trl_node *node, const trl_tensor *gout, trl_tensor *
   trl_tensor *gc = NULL;
   if (!trl_is_contiguous(gout)) TRL_TRY(trl_tensor_clone(&gc, gout, TRL_F32));
   const float *go = trl_f32(gc ? gc : gout);
-  if (node->op == TRL_OP_MAXPOOL2D && (node->fresh & 1u))   // the first gradient of x
+  if (node->op == TRL_OP_MAXPOOL2D && node->saved[0]->dtype == TRL_U8)   // the taps
+    maxpool2d_backward_arg(trl_f32(gin[0]), go, trl_data(node->saved[0]),
+                           (int)(node->fresh & 1u), g);
+  else if (node->op == TRL_OP_MAXPOOL2D && (node->fresh & 1u))   // the first gradient of x
     maxpool2d_backward_write(trl_f32(gin[0]), go, trl_f32(node->saved[0]), g);
   else if (node->op == TRL_OP_MAXPOOL2D)
     maxpool2d_backward(trl_f32(gin[0]), go, trl_f32(node->saved[0]), g);
@@ -367,13 +462,30 @@ static trl_status pool_bwd (trl_node *node, const trl_tensor *gout, trl_tensor *
   return TRL_OK;
 }
 
+// Whether x's storage is saved by the node that made x (a ReLU keeps its output): keeping x
+// then costs nothing more.
+static int kept_by_producer (const trl_tensor *x) {
+  if (!x->node) return 0;
+  for (int i = 0; i < TRL_NODE_MAXSAVED; i++)
+    if (x->node->saved[i] && x->node->saved[i]->storage == x->storage) return 1;
+  return 0;
+}
+
+// A max pool that will be differentiated keeps, for each output, the tap of its maximum (one
+// byte) instead of its input (kh * kw floats' worth per output at stride 1, 4 at ResNet's 3x3/2):
+// after a hybridized ResNet's stem (BatchNorm and ReLU one op, which keeps its input) the pool's
+// input, 411 MB at batch 128, is then free once the forward has read it.
 static trl_status pool_build (trl_tensor **out, trl_tensor *x, trl_op op, const trl_pool_geom *g) {
-  trl_tensor *xc = NULL, *y = NULL;
+  trl_tensor *xc = NULL, *y = NULL, *arg = NULL;
   trl_status st;
   if ((st = trl_tensor_contiguous(&xc, x)) != TRL_OK) return st;
   int64_t shape[4] = { g->B, g->C, g->OH, g->OW };
   if ((st = trl_tensor_empty(&y, TRL_F32, 4, shape)) != TRL_OK) goto done;
-  if (op == TRL_OP_MAXPOOL2D) maxpool2d_forward(trl_f32(y), trl_f32(xc), g);
+  if (op == TRL_OP_MAXPOOL2D && g->kh * g->kw <= 256 && trl_tape_wants(1, &x) &&
+      !kept_by_producer(x)) {
+    if ((st = trl_tensor_empty(&arg, TRL_U8, 4, shape)) != TRL_OK) goto done;
+    maxpool2d_forward_arg(trl_f32(y), trl_data(arg), trl_f32(xc), g);
+  } else if (op == TRL_OP_MAXPOOL2D) maxpool2d_forward(trl_f32(y), trl_f32(xc), g);
   else if (op == TRL_OP_AVGPOOL2D) avgpool2d_forward(trl_f32(y), trl_f32(xc), g);
   else global_avgpool2d_forward(trl_f32(y), trl_f32(xc), g->B * g->C, g->H * g->W);
   trl_node *node;
@@ -381,12 +493,13 @@ static trl_status pool_build (trl_tensor **out, trl_tensor *x, trl_op op, const 
   if (node) {
     memcpy(node->payload, g, sizeof *g);
     if (op == TRL_OP_MAXPOOL2D) {
-      trl_node_save(node, 0, xc);
+      trl_node_save(node, 0, arg ? arg : xc);
       node->overwrites = 1u;   // writes x's first gradient (maxpool2d_backward_write)
     }
-    st = trl_node_drop_values(node, 1u);   // max reads the saved x; average reads no values
+    st = trl_node_drop_values(node, 1u);   // max reads the saved taps or x; average no values
   }
 done:
+  trl_tensor_release(arg);
   trl_tensor_release(xc);
   if (st != TRL_OK) trl_tensor_release(y);
   else *out = y;

@@ -189,6 +189,33 @@ static double pool_loss (void *ctx, int64_t i, double delta) {
   return gc_dot(c->r, c->y, c->ny);
 }
 
+// The taps of maxpool2d_forward_arg give the outputs and, through maxpool2d_backward_arg, the
+// gradients of maxpool2d_forward / maxpool2d_backward bit for bit: added to dx0, and written
+// over garbage.
+static void pool_arg_same (const trl_pool_geom *g, const float *x, const float *go,
+                           const float *dx0, const char *name) {
+  int64_t nx = (int64_t)g->B * g->C * g->H * g->W, ny = (int64_t)g->B * g->C * g->OH * g->OW;
+  float *y = fvec(ny), *ya = fvec(ny), *d1 = fcopy(dx0, nx), *d2 = fcopy(dx0, nx);
+  uint8_t *arg = malloc((size_t)ny);
+  maxpool2d_forward(y, x, g);
+  maxpool2d_forward_arg(ya, arg, x, g);
+  CHECK(memcmp(y, ya, sizeof(float) * (size_t)ny) == 0, "%s: maxpool2d_forward_arg's outputs "
+        "differ from maxpool2d_forward's", name);
+  int range = 1;
+  for (int64_t i = 0; i < ny; i++) range &= arg[i] < g->kh * g->kw;
+  CHECK(range, "%s: a tap past kh * kw", name);
+  maxpool2d_backward(d1, go, x, g);
+  maxpool2d_backward_arg(d2, go, arg, 0, g);
+  CHECK(memcmp(d1, d2, sizeof(float) * (size_t)nx) == 0, "%s: maxpool2d_backward_arg differs "
+        "from maxpool2d_backward", name);
+  for (int64_t i = 0; i < nx; i++) d1[i] = 0, d2[i] = NAN;
+  maxpool2d_backward(d1, go, x, g);
+  maxpool2d_backward_arg(d2, go, arg, 1, g);
+  CHECK(memcmp(d1, d2, sizeof(float) * (size_t)nx) == 0, "%s: maxpool2d_backward_arg writing "
+        "differs from maxpool2d_backward on zeros", name);
+  free(y), free(ya), free(d1), free(d2), free(arg);
+}
+
 static void pool_case (int B, int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw,
                        int ceil_mode, int cip, int grad) {
   char name[160];
@@ -227,6 +254,8 @@ static void pool_case (int B, int C, int H, int W, int kh, int kw, int sh, int s
       maxpool2d_backward(dxz, r, x, &g);
       CHECK(memcmp(dxw, dxz, sizeof(float) * (size_t)nx) == 0,
             "%s: maxpool2d_backward_write differs from the zero-filled backward", name);
+      if (g.kh * g.kw <= 256)
+        pool_arg_same(&g, x, r, dx0, name);
       free(dxw), free(dxz);
     }
     if (grad) {
@@ -342,6 +371,8 @@ static void test_pool_kernels (void) {
     int bad = 0;
     for (int i = 0; i < H * W; i++) bad += memcmp(&dx[i], &want[i], sizeof(float)) != 0;
     CHECK(bad == 0, "3x3/2 max pool backward with ties and NaNs: %d of %d dx differ", bad, H * W);
+    for (int i = 0; i < H * W; i++) dx[i] = (float)(i % 5) / 3;
+    pool_arg_same(&g, x, go, dx, "3x3/2 max pool with ties and NaNs");
     free(go);
   }
   for (int t = 0; t < 12; t++) {
@@ -769,6 +800,29 @@ static void test_tape (void) {
           fabs(trl_get(x->grad, 15) - 0.25) < 1e-6, "pool chain grads %g %g",
           trl_get(x->grad, 5), trl_get(x->grad, 15));
     trl_tensor_release(x), trl_tensor_release(a), trl_tensor_release(b), trl_tensor_release(c);
+  }
+  {   // a recorded max pool keeps its input when the ReLU before it does (relu -> pool), the
+      // taps of its maxima otherwise (relu -> + 0 -> pool): the same gradient bits either way
+    int64_t xs[4] = { 2, 3, 13, 21 }, zs[1] = { 1 }, ms[4] = { 2, 3, 7, 11 };
+    int64_t n = 2 * 3 * 13 * 21;
+    float zv = 0.0f;
+    trl_tensor *x = trand(4, xs), *zero = tens(1, zs, &zv), *g1 = NULL, *w = trand(4, ms);
+    trl_pool_params p = { {3, 3}, {2, 2}, {1, 1}, 0, 1 };
+    for (int path = 0; path < 2; path++) {
+      trl_tensor *r = NULL, *r0 = NULL, *m = NULL;
+      CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+      CHECK_OK(trl_unary(&r, TRL_OP_RELU, x));
+      if (path == 1) CHECK_OK(trl_binary(&r0, TRL_OP_ADD, r, zero));
+      CHECK_OK(trl_maxpool2d(&m, path ? r0 : r, &p));
+      CHECK(m->node && m->node->saved[0]->dtype == (path ? TRL_U8 : TRL_F32),
+            "max pool after %s saves %s", path ? "an add" : "a relu", path ? "taps" : "x");
+      CHECK_OK(trl_backward(m, w, 0));
+      if (path == 0) CHECK_OK(trl_tensor_clone(&g1, x->grad, TRL_F32));
+      else CHECK(memcmp(trl_data(g1), trl_data(x->grad), sizeof(float) * (size_t)n) == 0,
+                 "max pool gradients through taps and through x differ");
+      trl_tensor_release(r), trl_tensor_release(r0), trl_tensor_release(m);
+    }
+    trl_tensor_release(x), trl_tensor_release(zero), trl_tensor_release(g1), trl_tensor_release(w);
   }
   {   // batchnorm by hand: train updates running stats, inference uses them
     int64_t xs[3] = { 2, 2, 2 }, cs[1] = { 2 };
