@@ -447,7 +447,7 @@ W4 static void weight_grad_transform (float *dw, const float *dU, int oc0, int o
 
 // Tile rows per chunk of the weight gradient outside team mode: 4x the forward's. Its GEMMs'
 // K is the chunk's tiles, and trl_gemm_nt sums lanes once per call: at 98 tiles (56x56x64)
-// that cost more than V and D leaving L2 (4x: 25.3 -> 19.7 ms for 32x64x56x56,
+// that cost more than V and D leaving L2 (32x64x56x56 alone: about 26 -> 20 ms,
 // bench/NOTES.md 42).
 static int wgrad_rows (const trl_conv_geom *g) {
   int cr = chunk_rows(g) * 4, TW = (g->OW + 3) / 4, S = group_rows(TW);
