@@ -12,12 +12,7 @@
 // that use them carry TRL_AVX512, so the rest of the build keeps its x86-64-v3 baseline.
 int trl_cpu_avx512 (void);
 #if defined(__x86_64__) && defined(__GNUC__)
-#define TRL_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl")))// C (M,N) = A (M,K) x B (N,K)^T, or C += that with 'add': A's rows lda apart, B's ldb,
-// both read in place (no packing). Threads as trl_gemm_packed; the shapes it leaves to
-// OpenBLAS run on OpenBLAS's threads (callers inside a parallel region set those to one).
-void trl_gemm_nt (int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                  float *C, int ldc, int add);
-
+#define TRL_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl")))
 #endif
 
 // Set OpenBLAS's thread count to 'n' and return the previous count. The count is global to

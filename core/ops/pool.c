@@ -128,7 +128,7 @@ static int maxpool_3s2_row8 (float *o, const float *x, int ow, int h0, int h1,
 }
 
 // maxpool_3s2_row8 that also finds each window's first maximum as maxpool_3s2_back8 does, as
-// its tap (row * 3 + column from the window's unpadded corner) in t[0..7].
+// its tap (row * 3 + column, from the window's corner in the padded input) in t[0..7].
 static int maxpool_3s2_row8_arg (float *o, uint8_t *t, const float *x, int oh, int ow, int h0,
                                  int h1, const trl_pool_geom *g) {
   int base = 2 * ow - g->pw, hs = oh * g->sh - g->ph;
@@ -472,9 +472,9 @@ static int kept_by_producer (const trl_tensor *x) {
 }
 
 // A max pool that will be differentiated keeps, for each output, the tap of its maximum (one
-// byte) instead of its input (kh * kw floats' worth per output at stride 1, 4 at ResNet's 3x3/2):
-// after a hybridized ResNet's stem (BatchNorm and ReLU one op, which keeps its input) the pool's
-// input, 411 MB at batch 128, is then free once the forward has read it.
+// byte) instead of its input (16 bytes per output at ResNet's 3x3/2): after a hybridized
+// ResNet's stem (BatchNorm and ReLU one op, which keeps its own input) the pool's input, 411 MB
+// at batch 128, is then free once the forward has read it.
 static trl_status pool_build (trl_tensor **out, trl_tensor *x, trl_op op, const trl_pool_geom *g) {
   trl_tensor *xc = NULL, *y = NULL, *arg = NULL;
   trl_status st;
@@ -482,7 +482,7 @@ static trl_status pool_build (trl_tensor **out, trl_tensor *x, trl_op op, const 
   int64_t shape[4] = { g->B, g->C, g->OH, g->OW };
   if ((st = trl_tensor_empty(&y, TRL_F32, 4, shape)) != TRL_OK) goto done;
   if (op == TRL_OP_MAXPOOL2D && g->kh * g->kw <= 256 && trl_tape_wants(1, &x) &&
-      !kept_by_producer(x)) {
+      !(xc->storage == x->storage && kept_by_producer(x))) {
     if ((st = trl_tensor_empty(&arg, TRL_U8, 4, shape)) != TRL_OK) goto done;
     maxpool2d_forward_arg(trl_f32(y), trl_data(arg), trl_f32(xc), g);
   } else if (op == TRL_OP_MAXPOOL2D) maxpool2d_forward(trl_f32(y), trl_f32(xc), g);

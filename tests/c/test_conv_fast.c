@@ -140,7 +140,8 @@ int main (void) {
       worst = fmax(worst, conv_case(geom(1, 32, 56, 56, 32, 3, 1, 1, 1), 0, bd, "winograd 56x56"));
       worst = fmax(worst, conv_case(geom(1, 8, 4, 256, 8, 3, 1, 1, 1), 1, bd, "winograd one tile row"));
       // the weight gradient's chunks (4x the forward's: 4 tile rows of 50 here) accumulate
-      worst = fmax(worst, conv_case(geom(1, 16, 20, 200, 208, 3, 1, 1, 1), 0, bd, "winograd wgrad chunks"));
+      worst = fmax(worst, conv_case(geom(1, 16, 20, 200, 208, 3, 1, 1, 1), 0, bd,
+                                    "winograd wgrad chunks"));
       // F(4x4): C + OC >= 256 runs as a team; 14x14 and 7x7 maps put 2 and 4 tile rows in a group
       worst = fmax(worst, conv_case(geom(4, 32, 14, 14, 224, 3, 1, 1, 1), 0, bd, "winograd team 14x14"));
       if (want_variant == 4)   // F(2x2) leaves 7x7 maps to im2col

@@ -3,10 +3,11 @@
 ** both sides of the register tile (12 or 8 rows, 16 or 32 columns) and of the K block (256),
 ** strided B and C, the bias, the epilogue (scale, shift, clamp; NaN becomes lo), C += A x B,
 ** the packed layout gemm.h documents (from A and from its transpose), and the column split
-** over threads (outside a parallel region)
-** against one thread (inside one): the same bits; trl_gemm_nt (C = A x B^T, both read in place)
-** on the same terms, its bits independent of the rows' alignment. Bound: |C - ref| <= 1e-5 * (1 + sum|a*b|)
-** per element (float sums of up to 600 terms; measured about 1e-7).
+** over threads (outside a parallel region) against one thread (inside one): the same bits.
+** trl_gemm_nt (C (+)= A x B^T, both read in place) the same way, over its 6 x 4 tiles, the
+** 16-float vector and its 512-float block, and the shapes it leaves to OpenBLAS; its bits do
+** not depend on the rows' alignment. Bound: |C - ref| <= 1e-5 * (1 + sum|a*b|) per element
+** (float sums of up to 1100 terms; measured about 1e-7).
 */
 #include <math.h>
 #include <omp.h>
