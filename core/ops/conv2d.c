@@ -527,9 +527,15 @@ static size_t dw3_pad_floats (const trl_conv_geom *g) {
 }
 
 W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, float bv,
-                                     const trl_epilogue *e, int c, float *P,
+                                     const trl_epilogue *e, int c, float *P, const float *next,
                                      const trl_conv_geom *g) {
   int s = g->sw, PC = dw3_pad_cols(g), rows = (g->OH - 1) * s + 3;
+  // the next plane's lines, a share per output row: its first read (the copy into P) then
+  // finds them in L2 instead of waiting on memory after this plane's arithmetic (planes of
+  // 2 KB and up: at 7x7 and 14x14 it measured no better or slower, bench/NOTES.md 45)
+  size_t bytes = (size_t)g->H * g->W * sizeof(float);
+  size_t lines = next && bytes >= 2048 ? (bytes + 63) / 64 : 0;
+  size_t per_row = (lines + g->OH - 1) / g->OH, pf = 0;
   float *row = P + (size_t)rows * PC * (s == 1 ? 1 : 2);   // stride 2: one padded input row
   for (int r = 0; r < rows; r++) {
     int ih = r - g->ph;
@@ -559,6 +565,8 @@ W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, f
   __m512 vl = _mm512_set1_ps(e ? e->lo : 0.0f), vh = _mm512_set1_ps(e ? e->hi : 0.0f);
   for (int oh = 0; oh < g->OH; oh++) {
     float *orow = o + (size_t)oh * g->OW;
+    for (size_t i = 0; i < per_row && pf < lines; i++, pf++)
+      _mm_prefetch((const char *)next + 64 * pf, _MM_HINT_T1);
     for (int ow = 0; ow < g->OW; ow += 16) {
       __m512 acc = _mm512_set1_ps(bv);
       for (int k = 0; k < 3; k++) {
@@ -587,9 +595,9 @@ W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, f
 static int dw3_avx512 (void) { return 0; }
 static size_t dw3_pad_floats (const trl_conv_geom *g) { (void)g; return 0; }
 static void dw3_forward_plane512 (float *o, const float *x, const float *w, float bv,
-                                  const trl_epilogue *e, int c, float *P,
+                                  const trl_epilogue *e, int c, float *P, const float *next,
                                   const trl_conv_geom *g) {
-  (void)o, (void)x, (void)w, (void)bv, (void)e, (void)c, (void)P, (void)g;
+  (void)o, (void)x, (void)w, (void)bv, (void)e, (void)c, (void)P, (void)next, (void)g;
 }
 #endif
 
@@ -605,7 +613,9 @@ static void dw3_forward (float *out, const float *inp, const float *w, const flo
     for (int64_t p = 0; p < (int64_t)g->B * g->C; p++) {
       int c = (int)(p % g->C);
       if (P) dw3_forward_plane512(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c,
-                                  b ? b[c] : 0.0f, e, c, P, g);
+                                  b ? b[c] : 0.0f, e, c, P,
+                                  p + 1 < (int64_t)g->B * g->C ? inp + (size_t)(p + 1) * HW : NULL,
+                                  g);
       else {
         dw3_forward_plane(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c, b ? b[c] : 0.0f, g);
         if (e) trl_epilogue_row(out + (size_t)p * L, out + (size_t)p * L, e, c, L);
