@@ -216,6 +216,13 @@ void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g) {
   }
 }
 
+// Rows [*zeroed, h1) of a gradient plane set to zero (none if h1 <= *zeroed), then *zeroed = h1.
+static inline void zero_rows (float *dx, int *zeroed, int h1, const trl_pool_geom *g) {
+  if (h1 <= *zeroed) return;
+  memset(dx + (size_t)*zeroed * g->W, 0, sizeof(float) * (size_t)(h1 - *zeroed) * g->W);
+  *zeroed = h1;
+}
+
 // dinp/inp are (B,C,H,W), dout is (B,C,OH,OW); the max is found again in 'inp'.
 // With 'write', dinp holds garbage: each plane's rows are zeroed just before the first window
 // that reaches them (windows move down with oh), so the zeros are written in cache, not by a
@@ -231,10 +238,7 @@ static void maxpool_back (float *dinp, const float *dout, const float *inp, int 
     for (int oh = 0; oh < g->OH; oh++) {
       int h0, h1, w0, w1;
       window(g, oh, 0, &h0, &h1, &w0, &w1);
-      if (h1 > zeroed) {
-        memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(h1 - zeroed) * g->W);
-        zeroed = h1;
-      }
+      zero_rows(dx, &zeroed, h1, g);
       for (int ow = 0; ow < g->OW; ow++) {
         window(g, oh, ow, &h0, &h1, &w0, &w1);
 #if defined(__AVX2__) && defined(__FMA__)
@@ -247,8 +251,7 @@ static void maxpool_back (float *dinp, const float *dout, const float *inp, int 
         dx[argmax_window(x, g->W, h0, h1, w0, w1)] += go[oh * g->OW + ow];
       }
     }
-    if (zeroed < g->H)   // rows below every window
-      memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(g->H - zeroed) * g->W);
+    zero_rows(dx, &zeroed, g->H, g);   // rows below every window
   }
 }
 
@@ -312,17 +315,13 @@ void maxpool2d_backward_arg (float *dinp, const float *dout, const uint8_t *arg,
     for (int oh = 0; oh < g->OH; oh++) {
       int h0, h1, w0, w1;
       window(g, oh, 0, &h0, &h1, &w0, &w1);
-      if (h1 > zeroed) {
-        memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(h1 - zeroed) * g->W);
-        zeroed = h1;
-      }
+      zero_rows(dx, &zeroed, h1, g);
       // the window's corner in the padded input, as an offset in the plane (maybe negative)
       int64_t c = (int64_t)(oh * g->sh - g->ph) * g->W - g->pw;
       for (int ow = 0; ow < g->OW; ow++)
         dx[c + ow * g->sw + off[t[oh * g->OW + ow]]] += go[oh * g->OW + ow];
     }
-    if (zeroed < g->H)
-      memset(dx + (size_t)zeroed * g->W, 0, sizeof(float) * (size_t)(g->H - zeroed) * g->W);
+    zero_rows(dx, &zeroed, g->H, g);
   }
 }
 
