@@ -216,6 +216,12 @@ void maxpool2d_forward (float *out, const float *inp, const trl_pool_geom *g) {
   }
 }
 
+// One past the last input row that output row oh's windows reach.
+static inline int rows_end (const trl_pool_geom *g, int oh) {
+  int hs = oh * g->sh - g->ph;
+  return hs + g->kh < g->H ? hs + g->kh : g->H;
+}
+
 // Rows [*zeroed, h1) of a gradient plane set to zero (none if h1 <= *zeroed), then *zeroed = h1.
 static inline void zero_rows (float *dx, int *zeroed, int h1, const trl_pool_geom *g) {
   if (h1 <= *zeroed) return;
@@ -236,10 +242,9 @@ static void maxpool_back (float *dinp, const float *dout, const float *inp, int 
     float *dx = dinp + p * HW;
     int zeroed = write ? 0 : g->H;   // rows [0, zeroed) hold their starting values
     for (int oh = 0; oh < g->OH; oh++) {
-      int h0, h1, w0, w1;
-      window(g, oh, 0, &h0, &h1, &w0, &w1);
-      zero_rows(dx, &zeroed, h1, g);
+      zero_rows(dx, &zeroed, rows_end(g, oh), g);
       for (int ow = 0; ow < g->OW; ow++) {
+        int h0, h1, w0, w1;
         window(g, oh, ow, &h0, &h1, &w0, &w1);
 #if defined(__AVX2__) && defined(__FMA__)
         if (g->kw == 3 && g->sw == 2 && ow + 8 <= g->OW &&
@@ -313,9 +318,7 @@ void maxpool2d_backward_arg (float *dinp, const float *dout, const uint8_t *arg,
     float *dx = dinp + p * HW;
     int zeroed = write ? 0 : g->H;   // rows [0, zeroed) hold their starting values
     for (int oh = 0; oh < g->OH; oh++) {
-      int h0, h1, w0, w1;
-      window(g, oh, 0, &h0, &h1, &w0, &w1);
-      zero_rows(dx, &zeroed, h1, g);
+      zero_rows(dx, &zeroed, rows_end(g, oh), g);
       // the window's corner in the padded input, as an offset in the plane (maybe negative)
       int64_t c = (int64_t)(oh * g->sh - g->ph) * g->W - g->pw;
       for (int ow = 0; ow < g->OW; ow++)
