@@ -40,6 +40,8 @@ static int chunk_rows (const trl_conv_geom *g) {
   int TW = (g->OW + 3) / 4, S = group_rows(TW), rows = (tc + TW - 1) / TW;
   int all = g->B * ((g->OH + 3) / 4);
   rows = (rows + S - 1) / S * S;   // whole groups
+  for (int r = rows; r * 4 <= rows * 5; r += S)   // a multiple of 16 tiles: no idle GEMM lanes
+    if (r * TW % 16 == 0) { rows = r; break; }
   return rows < all ? rows : all;
 }
 
