@@ -242,45 +242,85 @@ static inline void group_planes (const float *x[4], int y0[4], const float *t, i
   }
 }
 
+// load_group with S known at compile time and no branches: row s reads as zeros where its
+// mask rv[s] is 0 (its pointer then only needs to be some row of the input).
+W4 static inline __attribute__((always_inline))
+void load_rows (const int S, __m512 *a, __m512 *b, const float *const *p, const __mmask16 *rv,
+                int off, __mmask16 mA, __mmask16 mB) {
+  if (S == 1) {
+    *a = _mm512_maskz_loadu_ps(mA & rv[0], at(p[0], off));
+    *b = _mm512_maskz_loadu_ps(mB & rv[0], at(p[0], off + 16));
+  } else if (S == 2) {
+    *a = _mm512_maskz_loadu_ps(mA & rv[0], at(p[0], off));
+    *b = _mm512_maskz_loadu_ps(mA & rv[1], at(p[1], off));
+  } else {
+    __m256 q[4];
+    for (int i = 0; i < 4; i++) q[i] = _mm256_maskz_loadu_ps((__mmask8)(mA & rv[i]), at(p[i], off));
+    *a = join(q[0], q[1]), *b = join(q[2], q[3]);
+  }
+}
+
 // V is (C,36,ld): tile rows [r0, r0+nr) (row ty of image n is n*TH + ty) of inp (B,C,H,W),
-// input channels [c0, c1).
-// Masked loads read the input rows in place: lanes outside the image (the padding) are zero
-// and are never touched.
-W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, int nr,
-                                int c0, int c1, const trl_conv_geom *g) {
-  int TW = (g->OW + 3) / 4, S = group_rows(TW);
+// input channels [c0, c1), S tile rows per group of 8 tiles (group_rows). Masked loads read
+// the input rows in place: lanes outside the image (the padding) are zero and never touched.
+// S is a constant in each copy, and the six rows of a group unrolled, so that the 36 values
+// of 8 patches stay in registers.
+W4 static inline __attribute__((always_inline))
+void input_rows (const int S, float *V, int64_t ld, const float *inp, int r0, int nr, int c0,
+                 int c1, const trl_conv_geom *g) {
+  int TW = (g->OW + 3) / 4;
   for (int c = c0; c < c1; c++)
     for (int q = 0; q < nr; q += S) {
       const float *x[4];
       int y0[4];
       group_planes(x, y0, inp, g->C, (size_t)g->H * g->W, c, r0, q, nr, S, g->ph, g);
+      const float *p[6][4];   // the six input rows of each tile row; rv: 0 where outside
+      __mmask16 rv[6][4];
+      for (int r = 0; r < 6; r++)
+        for (int s = 0; s < S; s++) {
+          int yy = y0[s] + r, in = x[s] && yy >= 0 && yy < g->H;
+          p[r][s] = in ? x[s] + (size_t)yy * g->W : inp;
+          rv[r][s] = in ? 0xFFFF : 0;
+        }
+      float *v = V + (size_t)c * 36 * ld + (size_t)q * TW;
       for (int k = 0; k < TW; k += 8) {
         // columns 4k - pw + [0, 32) and + [4, 36): the six columns of 8 tiles
         int x0 = 4 * k - g->pw;
         __mmask16 mA = cols_mask(x0, g->W), mB = S == 1 ? cols_mask(x0 + 16, g->W) : mA;
         __mmask16 mC = cols_mask(x0 + 4, g->W), mD = S == 1 ? cols_mask(x0 + 20, g->W) : mC;
         __m256 h[6][6];   // h[r] = row r of the patches times B (columns), then V = B^T h
+        #pragma GCC unroll 6
         for (int r = 0; r < 6; r++) {
-          const float *p[4];
-          for (int s = 0; s < S; s++) {
-            int yy = y0[s] + r;
-            p[s] = x[s] && yy >= 0 && yy < g->H ? x[s] + (size_t)yy * g->W : NULL;
-          }
           __m512 a, b, cc, e;
-          load_group(&a, &b, p, S, x0, mA, mB);
-          load_group(&cc, &e, p, S, x0 + 4, mC, mD);
+          load_rows(S, &a, &b, p[r], rv[r], x0, mA, mB);
+          load_rows(S, &cc, &e, p[r], rv[r], x0 + 4, mC, mD);
           __m256 d[6] = { phase(a, b, 0), phase(a, b, 1), phase(a, b, 2), phase(a, b, 3),
                           phase(cc, e, 0), phase(cc, e, 1) };
           BT6(h[r], d);
         }
-        float *v = V + (size_t)c * 36 * ld + (size_t)q * TW + k;
-        for (int j = 0; j < 6; j++) {
+        float *vj = v + k;   // V[xi] of these tiles, xi = 6 i + j: one pointer stepping by ld
+        #pragma GCC unroll 6
+        for (int j = 0; j < 6; j++, vj += ld) {
           __m256 col[6] = { h[0][j], h[1][j], h[2][j], h[3][j], h[4][j], h[5][j] }, o[6];
           BT6(o, col);
-          for (int i = 0; i < 6; i++) _mm256_storeu_ps(v + (i * 6 + j) * ld, o[i]);
+          float *vi = vj;
+          #pragma GCC unroll 6
+          for (int i = 0; i < 6; i++, vi += 6 * ld) {
+            _mm256_storeu_ps(vi, o[i]);
+            __builtin_prefetch(vi + 16, 1, 3);   // the row's next line (bench/NOTES.md 46)
+          }
         }
       }
     }
+}
+
+W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, int nr,
+                                int c0, int c1, const trl_conv_geom *g) {
+  switch (group_rows((g->OW + 3) / 4)) {
+    case 1: input_rows(1, V, ld, inp, r0, nr, c0, c1, g); break;
+    case 2: input_rows(2, V, ld, inp, r0, nr, c0, c1, g); break;
+    default: input_rows(4, V, ld, inp, r0, nr, c0, c1, g); break;
+  }
 }
 
 // out (B,OC,OH,OW) gets (acc: += ) Y = A^T M A for tile rows [r0, r0+nr), plus the bias b or
@@ -395,7 +435,10 @@ W4 static void dout_transform (float *D, int64_t ld, const float *dout, int r0, 
         for (int r = 0; r < 6; r++) {
           __m256 o[6];
           A4(o, z[r]);
-          for (int c = 0; c < 6; c++) _mm256_storeu_ps(d + (r * 6 + c) * ld, o[c]);
+          for (int c = 0; c < 6; c++) {
+            _mm256_storeu_ps(d + (r * 6 + c) * ld, o[c]);
+            __builtin_prefetch(d + (r * 6 + c) * ld + 16, 1, 3);
+          }
         }
       }
     }
