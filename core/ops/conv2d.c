@@ -118,6 +118,25 @@ static void stride2_row (float *d, const float *s, int lo, int hi, int avail) {
   for (; ow < hi; ow++) d[ow] = s[2 * ow];
 }
 
+// The inverse of stride2_row: d[2 ow] += s[ow] for ow in [lo, hi), the odd columns unchanged
+// (blended back, so -0 stays -0); 2 ow + 16 <= avail keeps the vectors inside d's row.
+static void stride2_add (float *d, const float *s, int lo, int hi, int avail) {
+  int ow = lo;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 z = _mm256_setzero_ps();
+  for (; ow + 8 <= hi && 2 * ow + 16 <= avail; ow += 8) {
+    // s0 s1 s4 s5 | s2 s3 s6 s7, then s0 0 s1 0 s2 0 s3 0 and s4 0 s5 0 s6 0 s7 0
+    __m256 v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_loadu_ps(s + ow)), 0xd8));
+    __m256 a = _mm256_loadu_ps(d + 2 * ow), b = _mm256_loadu_ps(d + 2 * ow + 8);
+    a = _mm256_blend_ps(a, _mm256_add_ps(a, _mm256_unpacklo_ps(v, z)), 0x55);
+    b = _mm256_blend_ps(b, _mm256_add_ps(b, _mm256_unpackhi_ps(v, z)), 0x55);
+    _mm256_storeu_ps(d + 2 * ow, a);
+    _mm256_storeu_ps(d + 2 * ow + 8, b);
+  }
+#endif
+  for (; ow < hi; ow++) d[2 * ow] += s[ow];
+}
+
 // The columns of output rows [oh0, oh1) only: col is (Cg*KH*KW, ld), row oh at (oh - oh0)*OW.
 static void im2col_rows (float *col, int64_t ld, const float *inp, int Cg, int oh0, int oh1,
                          const trl_conv_geom *g) {
@@ -165,6 +184,7 @@ static void col2im_rows (float *dinp, const float *col, int64_t ld, int Cg, int 
           float *d = dst + (size_t)ih * g->W + off;
           const float *s = src + (size_t)(oh - oh0) * g->OW;
           if (g->sw == 1) for (int ow = lo; ow < hi; ow++) d[ow] += s[ow];
+          else if (g->sw == 2) stride2_add(d, s, lo, hi, g->W - off);
           else for (int ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
         }
       }
