@@ -325,10 +325,11 @@ W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, 
 
 // out (B,OC,OH,OW) gets (acc: += ) Y = A^T M A for tile rows [r0, r0+nr), plus the bias b or
 // through the epilogue e, output channels [oc0, oc1); M is (OC,36,ld).
-W4 static void output_transform (float *out, const float *M, int64_t ld, const float *b,
-                                 const trl_epilogue *e, int acc, int r0, int nr, int oc0,
-                                 int oc1, const trl_conv_geom *g) {
-  int TW = (g->OW + 3) / 4, S = group_rows(TW);
+W4 static inline __attribute__((always_inline))
+void output_rows (const int S, float *out, const float *M, int64_t ld, const float *b,
+                  const trl_epilogue *e, int acc, int r0, int nr, int oc0, int oc1,
+                  const trl_conv_geom *g) {
+  int TW = (g->OW + 3) / 4;
   // 4 output columns of 8 tiles back to 32 consecutive floats: y0|y1 and y2|y3 as two zmm
   __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
   __m512i hi = _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
@@ -348,6 +349,7 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
       const float *m = M + (size_t)oc * 36 * ld + (size_t)q * TW;
       for (int k = 0; k < TW; k += 8) {
         __m256 s6[4][6];   // s = A^T m (rows), then y = s A
+        #pragma GCC unroll 6
         for (int j = 0; j < 6; j++) {
           __m256 col[6];
           for (int r = 0; r < 6; r++) col[r] = _mm256_loadu_ps(m + (r * 6 + j) * ld + k);
@@ -357,6 +359,7 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
         }
         int x0 = 4 * k;
         __mmask16 mA = cols_mask(x0, g->OW), mB = S == 1 ? cols_mask(x0 + 16, g->OW) : mA;
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
           float *p[4];
           int any = 0;
@@ -386,6 +389,16 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
         }
       }
     }
+  }
+}
+
+W4 static void output_transform (float *out, const float *M, int64_t ld, const float *b,
+                                 const trl_epilogue *e, int acc, int r0, int nr, int oc0,
+                                 int oc1, const trl_conv_geom *g) {
+  switch (group_rows((g->OW + 3) / 4)) {
+    case 1: output_rows(1, out, M, ld, b, e, acc, r0, nr, oc0, oc1, g); break;
+    case 2: output_rows(2, out, M, ld, b, e, acc, r0, nr, oc0, oc1, g); break;
+    default: output_rows(4, out, M, ld, b, e, acc, r0, nr, oc0, oc1, g); break;
   }
 }
 
