@@ -128,17 +128,20 @@ static int gc_stress (void) {
 #define HUGE_MIN ((size_t)8 << 20)
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 
-static void ask_huge (void *p, size_t n) {
+void trl_mem_advise_huge (void *p, size_t n) {
 #ifdef MADV_HUGEPAGE
-  static int on = -1;
-  if (on < 0) on = getenv("TRL_HUGEPAGES") && getenv("TRL_HUGEPAGES")[0] == '1';
-  if (!on) return;
   uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   uintptr_t b = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
   if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);   // advice only: failure is harmless
 #else
   (void)p, (void)n;
 #endif
+}
+
+static void ask_huge (void *p, size_t n) {
+  static int on = -1;
+  if (on < 0) on = getenv("TRL_HUGEPAGES") && getenv("TRL_HUGEPAGES")[0] == '1';
+  if (on) trl_mem_advise_huge(p, n);
 }
 
 static size_t class_size (int c);

@@ -11,6 +11,10 @@
 void *trl_alloc (size_t nbytes);          // NULL on failure; 64-byte aligned
 void trl_free (void *p, size_t nbytes);
 size_t trl_mem_bytes (void);              // bytes held now (not counting the cache)
+// Ask for transparent huge pages for the 2 MiB-aligned part of [p, p + n) (advice only): for
+// long-lived buffers that are faulted in once and then swept again and again (a conv's
+// scratch), where 4 KiB pages cost TLB misses on every sweep.
+void trl_mem_advise_huge (void *p, size_t n);
 void trl_mem_trim (void);                 // give cached free blocks back to the system
 size_t trl_mem_peak (void);               // the most bytes held at once so far
 size_t trl_mem_cached (void);             // bytes of freed blocks kept for reuse

@@ -1102,6 +1102,7 @@ static float *scratch (size_t nfloats) {
   if (nfloats <= scratch_n) return scratch_buf;
   float *p = trl_alloc(nfloats * sizeof(float));
   if (!p) return NULL;
+  trl_mem_advise_huge(p, nfloats * sizeof(float));   // bench/NOTES.md 48
   trl_free(scratch_buf, scratch_n * sizeof(float));
   scratch_buf = p, scratch_n = nfloats;
   return p;
