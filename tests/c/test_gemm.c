@@ -99,7 +99,7 @@ static void layout (int M, int K) {
 // Outside a parallel region a large product splits its columns over two threads; inside one
 // it runs on the caller: each column gets the same sums in the same order either way.
 static void threads_same_bits (void) {
-  int M = 70, N = 1000, K = 300;
+  int M = 70, N = 1000, K = 600;
   unsigned seed = 11;
   float *A = rnd((size_t)M * K, &seed), *B = rnd((size_t)K * N, &seed);
   float *C1 = malloc(sizeof(float) * M * N), *C2 = malloc(sizeof(float) * M * N);
@@ -197,7 +197,7 @@ static void nt_same_bits (void) {
 int main (void) {
   int Ms[] = { 1, 7, 8, 12, 13, 16, 24, 25, 64, 70 };
   int Ns[] = { 1, 15, 16, 17, 31, 32, 33, 49, 100 };
-  int Ks[] = { 1, 3, 64, 255, 256, 257, 600 };
+  int Ks[] = { 1, 3, 64, 255, 256, 257, 513, 600, 1100 };   // 9: the modes rotate over K
   unsigned seed = 1;
   for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
     for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
