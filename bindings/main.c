@@ -5,6 +5,7 @@
 ** It is not a library: everything here is static except 'main'.
 */
 
+#define _GNU_SOURCE   // sched_setaffinity, CPU_SET (set_wait_policy)
 #include <errno.h>
 #include <limits.h>
 #include <locale.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
+#include <sched.h>
 #include <sys/select.h>
 #include <unistd.h>
 
@@ -999,10 +1002,32 @@ static int pmain (lua_State *L) {
 ** OpenMP workers spin after each parallel region, stealing the core from OpenBLAS threads and
 ** serial work (bench/NOTES.md: +27% training, +40% inference with 'passive'). So unless the
 ** user chose a policy, trl runs itself again once with 'passive'; if exec fails, it goes on.
+** With OMP_PROC_BIND or OMP_PLACES set, libgomp has also bound this first thread to the first
+** place before 'main', and exec keeps that mask: the new process would see one CPU and run one
+** thread. So the mask goes back to the CPUs of all the places first (libgomp made them from
+** the mask the process started with, so a taskset still holds).
 */
+static void unbind_places (void) {
+#ifdef CPU_SET
+  int np = omp_get_num_places();
+  if (np <= 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int i = 0; i < np; i++) {
+    int n = omp_get_place_num_procs(i), ids[CPU_SETSIZE];
+    if (n <= 0 || n > CPU_SETSIZE) continue;
+    omp_get_place_proc_ids(i, ids);
+    for (int j = 0; j < n; j++)
+      if (ids[j] >= 0 && ids[j] < CPU_SETSIZE) CPU_SET(ids[j], &set);
+  }
+  if (CPU_COUNT(&set) > 0) sched_setaffinity(0, sizeof set, &set);   // best effort
+#endif
+}
+
 static void set_wait_policy (char **argv) {
   if (getenv("OMP_WAIT_POLICY") != NULL) return;
   setenv("OMP_WAIT_POLICY", "passive", 1);
+  unbind_places();
   execv("/proc/self/exe", argv);
 }
 

@@ -99,6 +99,18 @@ test("-e, several", function()
   eq(out, "21\nfalse\n")
 end)
 
+-- trl runs itself again with OMP_WAIT_POLICY=passive (bindings/main.c); with a binding asked
+-- for, libgomp had bound the first process to one CPU, and the second must not inherit that.
+test("OMP_PROC_BIND / OMP_PLACES: as many threads as without", function()
+  local probe = "-e " .. q("io.write(require('trl').get_num_threads())")
+  local plain, _, code = trl(probe, nil, "-u OMP_WAIT_POLICY -u OMP_PROC_BIND -u OMP_PLACES")
+  eq(code, 0)
+  for _, bind in ipairs({"OMP_PROC_BIND=true", "OMP_PROC_BIND=close", "OMP_PLACES=cores"}) do
+    local out = trl(probe, nil, "-u OMP_WAIT_POLICY " .. bind)
+    assert(out == plain, string.format("%s: %s threads, %s without", bind, out, plain))
+  end
+end)
+
 test("-e error exits 1 with a traceback", function()
   local out, err, code = trl("-e 'error(\"bad news\")' -e 'print(1)'")
   eq(code, 1)
