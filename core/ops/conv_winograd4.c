@@ -298,16 +298,15 @@ void input_rows (const int S, float *V, int64_t ld, const float *inp, int r0, in
                           phase(cc, e, 0), phase(cc, e, 1) };
           BT6(h[r], d);
         }
-        float *vj = v + k;   // V[xi] of these tiles, xi = 6 i + j: one pointer stepping by ld
         #pragma GCC unroll 6
-        for (int j = 0; j < 6; j++, vj += ld) {
+        for (int j = 0; j < 6; j++) {
           __m256 col[6] = { h[0][j], h[1][j], h[2][j], h[3][j], h[4][j], h[5][j] }, o[6];
           BT6(o, col);
-          float *vi = vj;
           #pragma GCC unroll 6
-          for (int i = 0; i < 6; i++, vi += 6 * ld) {
-            _mm256_storeu_ps(vi, o[i]);
-            __builtin_prefetch(vi + 16, 1, 3);   // the row's next line (bench/NOTES.md 46)
+          for (int i = 0; i < 6; i++) {
+            float *vx = v + (i * 6 + j) * ld + k;   // V[xi] of these tiles
+            _mm256_storeu_ps(vx, o[i]);
+            __builtin_prefetch(vx + 16, 1, 3);   // the row's next line (bench/NOTES.md 46)
           }
         }
       }
