@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -264,6 +265,18 @@ static int count_threads (void) {
   return n;
 }
 
+// count_threads once it equals 'want', or after a second. pthread_join returns when the
+// thread's id is released, which the kernel does before it takes the thread out of
+// /proc/self/task: a joined worker can still be listed for a moment.
+static int threads_settled (int want) {
+  int n = count_threads();
+  for (int i = 0; i < 200 && n != want; i++) {
+    nanosleep(&(struct timespec){ .tv_nsec = 5000000 }, NULL);
+    n = count_threads();
+  }
+  return n;
+}
+
 // Epoch of 'order' through a loader with 'workers' threads; all batches concatenated.
 static float *run_epoch (char **paths, int64_t *labels, int n, const int64_t *order, int m,
                          int workers, int64_t *lab_out, int *nbatch) {
@@ -335,7 +348,7 @@ static void test_loader (void) {
   CHECK(memcmp(a, b, (size_t)N * 3 * 20 * 24 * sizeof(float)) == 0);   // bit for bit
   for (int i = 0; i < N; i++) { CHECK_EQ(lab0[i], order[i] % 2); CHECK_EQ(lab2[i], lab0[i]); }
   free(a); free(b);
-  CHECK_EQ(count_threads(), threads);
+  CHECK_EQ(threads_settled(threads), threads);
   CHECK_EQ(trl_tensor_live(), live);
   // a corrupt file in the second batch: the first batch arrives, then the error names it
   paths[N] = malloc(600);
@@ -368,7 +381,7 @@ static void test_loader (void) {
     trl_tensor_release(y);
     trl_loader_free(ld);
   }
-  CHECK_EQ(count_threads(), threads);
+  CHECK_EQ(threads_settled(threads), threads);
   CHECK_EQ(trl_tensor_live(), live);
   // a chain without a fixed size cannot batch
   trl_pipe_op keep[] = { { .kind = TRL_PIPE_RESIZE, .w = 8, .h = 0 } };
