@@ -11,7 +11,8 @@
 ** held in 24 (16) registers through a block and stored once, with the epilogue on the last.
 ** One thread, A prepacked, M = K = 256..512: 155-165 GFLOP/s against OpenBLAS's 130-135 on
 ** this machine's AVX-512 cores (216 peak; the kernel alone on L1-resident panels: 181); see
-** bench/NOTES.md 25 and 29.
+** bench/NOTES.md 25 and 29. CPUs with AVX2 but not AVX-512 run tiles of 6 x 16 in ymm
+** registers (NOTES 51).
 */
 #include <omp.h>
 #include <stdint.h>
@@ -176,33 +177,131 @@ typedef void kernel_fn (int kc, const float *a, const float *b, float *c, int ld
                        int nr, int first, int last, const tail_ops *t, int row) { \
     kernel_w(W, R, kc, a, b, c, ldc, mr, nr, first, last, t, row); \
   }
+// A register tile's kernels and its B packing, for one instruction set.
+typedef void pack_b_fn (float *Bp, const float *B, int ldb, int k0, int kc, int j0, int nr);
+typedef struct {
+  int rows, cols;           // of a register tile
+  kernel_fn *full, *half;   // 'cols' columns; cols / 2 or fewer
+  pack_b_fn *pack_b;        // kc x cols panels, columns past nr zero
+} gemm_isa;
+
 KERNEL(kernel12x2, 2, 12)
 KERNEL(kernel12x1, 1, 12)
 KERNEL(kernel8x2, 2, 8)
 KERNEL(kernel8x1, 1, 8)
 
+#if defined(__AVX2__) && defined(__FMA__)
+// Where the CPU has AVX2 and FMA but not AVX-512: tiles of 6 x 16 (12 of the 16 ymm registers
+// accumulate; two hold B's row, one A's broadcast), as BLIS's Haswell kernel. Edges of C go
+// through a small buffer instead of masked stores.
+#define NR2 16
+
+// B rows [k0, k0+kc), columns [j0, j0+nr) into kc x NR2, columns past nr zero.
+static void pack_b2 (float *Bp, const float *B, int ldb, int k0, int kc, int j0, int nr) {
+  if (nr == NR2) {
+    for (int k = 0; k < kc; k++) {
+      const float *b = B + (size_t)(k0 + k) * ldb + j0;
+      _mm256_store_ps(Bp + k * NR2, _mm256_loadu_ps(b));
+      _mm256_store_ps(Bp + k * NR2 + 8, _mm256_loadu_ps(b + 8));
+    }
+    return;
+  }
+  for (int k = 0; k < kc; k++) {
+    const float *b = B + (size_t)(k0 + k) * ldb + j0;
+    int j = 0;
+    for (; j < nr; j++) Bp[k * NR2 + j] = b[j];
+    for (; j < NR2; j++) Bp[k * NR2 + j] = 0.0f;
+  }
+}
+
+// The AVX2 twin of kernel_w for full tiles: W (1 or 2) 8-float vectors per row, R <= 6 rows.
+static inline __attribute__((always_inline))
+void kernel2_w (const int W, const int R, int kc, const float *a, const float *b, float *c,
+                int ldc, int mr, int first, int last, const tail_ops *t, int row) {
+  __m256 acc[6][2];
+  #pragma GCC unroll 6
+  for (int r = 0; r < R; r++)
+    #pragma GCC unroll 2
+    for (int w = 0; w < W; w++) {
+      if (!first && r < mr) acc[r][w] = _mm256_loadu_ps(c + (size_t)r * ldc + 8 * w);
+      else if (first && t->bias && r < mr) acc[r][w] = _mm256_set1_ps(t->bias[t->row0 + row + r]);
+      else acc[r][w] = _mm256_setzero_ps();
+    }
+  #pragma GCC unroll 4
+  for (int k = 0; k < kc; k++) {
+    __m256 bv[2];
+    #pragma GCC unroll 2
+    for (int w = 0; w < W; w++) bv[w] = _mm256_load_ps(b + k * NR2 + 8 * w);
+    #pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      __m256 av = _mm256_broadcast_ss(a + k * R + r);
+      #pragma GCC unroll 2
+      for (int w = 0; w < W; w++) acc[r][w] = _mm256_fmadd_ps(av, bv[w], acc[r][w]);
+    }
+  }
+  const trl_epilogue *e = last ? t->e : NULL;
+  int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
+  #pragma GCC unroll 6
+  for (int r = 0; r < R; r++) {
+    if (r >= mr) continue;
+    #pragma GCC unroll 2
+    for (int w = 0; w < W; w++) {
+      __m256 v = acc[r][w];
+      if (e) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
+        int ch = t->row0 + row + r;
+        v = _mm256_fmadd_ps(v, _mm256_set1_ps(e->scale ? e->scale[ch] : 1.0f),
+                            _mm256_set1_ps(e->shift ? e->shift[ch] : 0.0f));
+        if (clamp)
+          v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(e->lo)), _mm256_set1_ps(e->hi));
+      }
+      _mm256_storeu_ps(c + (size_t)r * ldc + 8 * w, v);
+    }
+  }
+}
+
+// A tile narrower than 8 W columns runs on a copy of its nr columns of C.
+#define KERNEL2(name, W, R) \
+  static void name (int kc, const float *a, const float *b, float *c, int ldc, int mr, \
+                    int nr, int first, int last, const tail_ops *t, int row) { \
+    if (nr == 8 * W) { \
+      kernel2_w(W, R, kc, a, b, c, ldc, mr, first, last, t, row); \
+      return; \
+    } \
+    float edge[R * NR2]; \
+    for (int r = 0; r < mr; r++) \
+      for (int j = 0; j < 8 * W; j++) \
+        edge[r * NR2 + j] = first || j >= nr ? 0.0f : c[(size_t)r * ldc + j]; \
+    kernel2_w(W, R, kc, a, b, edge, NR2, mr, first, last, t, row); \
+    for (int r = 0; r < mr; r++) memcpy(c + (size_t)r * ldc, edge + r * NR2, sizeof(float) * nr); \
+  }
+KERNEL2(kernel6x2, 2, 6)
+KERNEL2(kernel6x1, 1, 6)
+static const gemm_isa isa_avx2 = { 6, NR2, kernel6x2, kernel6x1, pack_b2 };
+#endif
+
 // Columns [j0, j1) of C, on this thread; Ap is A packed by pack_a. For each block of KC rows
 // of B, up to bpn floats (Bp) of its columns are packed at once (panels of NR, in L2), then
-// each panel of MR rows of C sweeps them left to right: C is written as MR sequential streams
-// (the prefetchers follow them), with A's kc x MR micro-panel in L1.
+// each panel of R rows of C sweeps them left to right: C is written as R sequential streams
+// (the prefetchers follow them), with A's kc x R micro-panel in L1.
 #define BP_FLOATS (128 * 1024)
-W5 static void gemm_cols (int M, int K, const float *Ap, const float *B, int ldb, float *C,
-                          int ldc, int j0, int j1, const tail_ops *t, float *Bp, size_t bpn) {
-  int R = mr_for(M);
-  kernel_fn *full = R == 8 ? kernel8x2 : kernel12x2, *half = R == 8 ? kernel8x1 : kernel12x1;
+static void gemm_cols (int M, int K, const float *Ap, const float *B, int ldb, float *C,
+                       int ldc, int j0, int j1, const tail_ops *t, float *Bp, size_t bpn,
+                       const gemm_isa *isa) {
+  int R = isa->rows, NR_ = isa->cols;
   for (int k0 = 0; k0 < K; k0 += KC) {
     int kc = K - k0 < KC ? K - k0 : KC;
-    int nc = (int)(bpn / kc / NR * NR);
+    int nc = (int)(bpn / kc / NR_ * NR_);
     for (int jc = j0; jc < j1; jc += nc) {
       int jn = j1 - jc < nc ? j1 - jc : nc;
-      for (int j = 0; j < jn; j += NR)
-        pack_b(Bp + (size_t)j * kc, B, ldb, k0, kc, jc + j, jn - j < NR ? jn - j : NR);
+      for (int j = 0; j < jn; j += NR_)
+        isa->pack_b(Bp + (size_t)j * kc, B, ldb, k0, kc, jc + j, jn - j < NR_ ? jn - j : NR_);
       for (int i = 0; i < M; i += R)
-        for (int j = 0; j < jn; j += NR) {
-          int nr = jn - j < NR ? jn - j : NR;
-          (nr > 16 ? full : half)(kc, Ap + (size_t)i * K + (size_t)k0 * R, Bp + (size_t)j * kc,
-                                  C + (size_t)i * ldc + jc + j, ldc, M - i < R ? M - i : R, nr,
-                                  k0 == 0 && !t->add, k0 + kc >= K, t, i);
+        for (int j = 0; j < jn; j += NR_) {
+          int nr = jn - j < NR_ ? jn - j : NR_;
+          (nr > NR_ / 2 ? isa->full : isa->half)(kc, Ap + (size_t)i * K + (size_t)k0 * R,
+                                                 Bp + (size_t)j * kc, C + (size_t)i * ldc + jc + j,
+                                                 ldc, M - i < R ? M - i : R, nr,
+                                                 k0 == 0 && !t->add, k0 + kc >= K, t, i);
         }
     }
   }
@@ -216,15 +315,28 @@ static float *bp_scratch (void) {
   return bp_buf;
 }
 
+static const gemm_isa isa_12 = { 12, NR, kernel12x2, kernel12x1, pack_b };
+static const gemm_isa isa_8 = { 8, NR, kernel8x2, kernel8x1, pack_b };
+
+// The kernels for an M-row A on this CPU, or NULL (no AVX2: OpenBLAS and a separate pass).
+static const gemm_isa *isa_for (int M) {
+  if (trl_cpu_avx512()) return mr_for(M) == 8 ? &isa_8 : &isa_12;
+#if defined(__AVX2__) && defined(__FMA__)
+  return &isa_avx2;
+#else
+  return NULL;
+#endif
+}
+
 // Thread th of nth: its share of C's column panels.
 static void gemm_thread (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
-                         int ldc, const tail_ops *t, int th, int nth) {
+                         int ldc, const tail_ops *t, int th, int nth, const gemm_isa *isa) {
   float *Bp = bp_scratch(), small[KC * NR + 16];   // without memory, one panel at a time
   size_t bpn = BP_FLOATS;
-  if (!Bp) Bp = (float *)(((uintptr_t)small + 63) & ~(uintptr_t)63), bpn = KC * NR;
-  int panels = (N + NR - 1) / NR, p0 = panels * th / nth, p1 = panels * (th + 1) / nth;
-  int j0 = p0 * NR, j1 = p1 * NR < N ? p1 * NR : N;
-  if (p0 < p1) gemm_cols(M, K, Ap, B, ldb, C, ldc, j0, j1, t, Bp, bpn);
+  if (!Bp) Bp = (float *)(((uintptr_t)small + 63) & ~(uintptr_t)63), bpn = (size_t)KC * isa->cols;
+  int n = isa->cols, panels = (N + n - 1) / n, p0 = panels * th / nth, p1 = panels * (th + 1) / nth;
+  int j0 = p0 * n, j1 = p1 * n < N ? p1 * n : N;
+  if (p0 < p1) gemm_cols(M, K, Ap, B, ldb, C, ldc, j0, j1, t, Bp, bpn, isa);
 }
 
 // C (+)= A x B^T with A (M,K) and B (N,K) read in place, K-contiguous rows (a weight
@@ -352,7 +464,10 @@ void trl_gemm_nt (int M, int N, int K, const float *A, int lda, const float *B, 
   }
 }
 
-int trl_gemm_mr (int M) { return trl_cpu_avx512() ? mr_for(M) : 1; }
+int trl_gemm_mr (int M) {
+  const gemm_isa *isa = isa_for(M);
+  return isa ? isa->rows : 1;
+}
 
 size_t trl_gemm_packed_size (int M, int K) {
   int mr = trl_gemm_mr(M);
@@ -360,41 +475,45 @@ size_t trl_gemm_packed_size (int M, int K) {
 }
 
 void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K) {
-  if (trl_cpu_avx512()) pack_a(Ap, A, lda, M, K, mr_for(M));
+  int mr = trl_gemm_mr(M);
+  if (mr > 1) pack_a(Ap, A, lda, M, K, mr);
   else pack_rows(Ap, A, lda, M, K);
 }
 
 void trl_gemm_pack_t (float *Ap, const float *At, int lda, int M, int K) {
-  if (trl_cpu_avx512()) pack_at(Ap, At, lda, M, K, mr_for(M));
+  int mr = trl_gemm_mr(M);
+  if (mr > 1) pack_at(Ap, At, lda, M, K, mr);
   else pack_rows_t(Ap, At, lda, M, K);
 }
 
 static void gemm_run (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
-                      int ldc, const tail_ops *t) {
+                      int ldc, const tail_ops *t, const gemm_isa *isa) {
   int nt = omp_get_level() > 0 ? 1 : trl_get_num_threads();
-  if ((double)M * N * K < 4e6 || N < 2 * NR) nt = 1;
+  if ((double)M * N * K < 4e6 || N < 2 * isa->cols) nt = 1;
   if (nt == 1) {   // no parallel region: a nested one costs about a microsecond per call
-    gemm_thread(M, N, K, Ap, B, ldb, C, ldc, t, 0, 1);
+    gemm_thread(M, N, K, Ap, B, ldb, C, ldc, t, 0, 1, isa);
     return;
   }
   #pragma omp parallel num_threads(nt)
-  gemm_thread(M, N, K, Ap, B, ldb, C, ldc, t, omp_get_thread_num(), omp_get_num_threads());
+  gemm_thread(M, N, K, Ap, B, ldb, C, ldc, t, omp_get_thread_num(), omp_get_num_threads(), isa);
 }
 
 void trl_gemm_packed (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
                       int ldc, const float *bias, const trl_epilogue *e, int row0) {
   if (M <= 0 || N <= 0) return;
-  if (!trl_cpu_avx512() || K <= 0) { gemm_blas(M, N, K, Ap, K, B, ldb, C, ldc, bias, e, row0); return; }
+  const gemm_isa *isa = isa_for(M);
+  if (!isa || K <= 0) { gemm_blas(M, N, K, Ap, K, B, ldb, C, ldc, bias, e, row0); return; }
   tail_ops t = { bias, e, row0, 0 };
-  gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t);
+  gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t, isa);
 }
 
 void trl_gemm_packed_add (int M, int N, int K, const float *Ap, const float *B, int ldb,
                           float *C, int ldc) {
   if (M <= 0 || N <= 0 || K <= 0) return;
-  if (!trl_cpu_avx512()) { trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc); return; }
+  const gemm_isa *isa = isa_for(M);
+  if (!isa) { trl_sgemm(0, 0, M, N, K, 1.0f, Ap, K, B, ldb, 1.0f, C, ldc); return; }
   tail_ops t = { NULL, NULL, 0, 1 };
-  gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t);
+  gemm_run(M, N, K, Ap, B, ldb, C, ldc, &t, isa);
 }
 
 #else

@@ -22,12 +22,12 @@ int trl_blas_threads (int n);
 // Row-major C (M,N) = A (M,K) x B (K,N), then per row i either + bias[row0 + i] or the
 // epilogue e of channel row0 + i (at most one of bias and e; both NULL: the plain product),
 // with A packed once by trl_gemm_pack for many products (a conv's weight, all its images).
-// The result is written once, the epilogue applied in registers (AVX-512; elsewhere OpenBLAS
-// and a separate pass). Inside an OpenMP parallel region it runs on the calling thread only;
-// outside, large products split their columns over trl_get_num_threads().
+// The result is written once, the epilogue applied in registers (AVX-512 or AVX2; elsewhere
+// OpenBLAS and a separate pass). Inside an OpenMP parallel region it runs on the calling thread
+// only; outside, large products split their columns over trl_get_num_threads().
 // Ap holds trl_gemm_packed_size(M, K) floats: row i, column k of A is at
 // Ap[(i / mr) * mr * K + k * mr + i % mr] with mr = trl_gemm_mr(M) (at most 16; 1 where the
-// CPU lacks AVX-512: plain row-major), rows past M up to a multiple of mr zero.
+// CPU lacks AVX2: plain row-major), rows past M up to a multiple of mr zero.
 int trl_gemm_mr (int M);
 size_t trl_gemm_packed_size (int M, int K);
 void trl_gemm_pack (float *Ap, const float *A, int lda, int M, int K);
