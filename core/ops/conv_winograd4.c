@@ -1,13 +1,15 @@
 /*
 ** conv_winograd4.c: Winograd F(4x4,3x3) (Lavin & Gray, 2015) for conv_winograd.c, on CPUs with
-** AVX-512. Each 4x4 output tile reads a 6x6 input patch; V = B^T d B and U = G g G^T turn the
-** conv into 36 GEMMs M[xi] (OC,T) = U[xi] (OC,C) x V[xi] (C,T) over tiles T, and
+** AVX2 and FMA. Each 4x4 output tile reads a 6x6 input patch; V = B^T d B and U = G g G^T
+** turn the conv into 36 GEMMs M[xi] (OC,T) = U[xi] (OC,C) x V[xi] (C,T) over tiles T, and
 ** Y = A^T M A. 36 multiplies per 16 outputs instead of 16 per 4 (F(2x2,3x3)) or 144 (direct):
 ** 1.78x fewer GEMM flops than F(2x2,3x3), and V and M are 2.25x the activations, not 4x.
 ** The output transform writes the output rows itself, with the bias or the epilogue
-** (BN scale/shift, clamp) applied on the way. Tiles of a row go 8 at a time: 512-bit loads and
-** two-source permutes gather the six columns of 8 tiles (stride 4) and scatter the four output
-** columns back.
+** (BN scale/shift, clamp) applied on the way. Tiles of a row go 8 at a time, one per lane of
+** a ymm register; only gathering the columns of 8 tiles (stride 4) from the rows and
+** scattering them back depends on the instruction set: with AVX-512, 512-bit masked loads and
+** two-source permutes; with AVX2, 8-float masked loads and a 4 x 8 transpose. The loops
+** themselves are conv_winograd4_body.h, compiled once for each.
 */
 #include <math.h>
 #include <omp.h>
@@ -20,12 +22,20 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define W4 TRL_AVX512
+#define W2 __attribute__((target("avx2,fma")))
 
 // A group of 8 tiles may spill up to 7 tiles past its row into the next row's columns (which
 // that row overwrites later) or into SLACK floats at the end of the buffer.
 #define SLACK 16
 
-int wino4_cpu (void) { return trl_cpu_avx512(); }
+int wino4_cpu (void) {
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = trl_cpu_avx512() || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+  }
+  return ok;
+}
 
 // Tile rows per group of 8 tiles: rows of 4 or 2 tiles (14x14 and 7x7 maps) share a group
 // with the next rows instead of leaving lanes empty.
@@ -124,13 +134,14 @@ size_t wino4_workspace (const trl_conv_geom *g, int nt) {
     o[5] = k2; \
   } while (0)
 
+
 // U is 36 planes of u_plane(g) floats: U[xi] (OC,C) in trl_gemm_packed's layout (panels of mr
 // <= 16 output channels, k-major), U[.][oc][c] = G k G^T for k = w[oc][c], or w[c][oc]
 // rotated when 'flip'. Panels [p0, p1): each input channel's kernels of a panel's output
 // channels go in the lanes of one vector (gathers of their 9 taps), and each xi's result is
 // the panel's mr contiguous floats for that channel; lanes past OC hold zeros.
-W4 static void weight_transform (float *U, const float *w, int flip, int p0, int p1,
-                                 const trl_conv_geom *g) {
+W4 static void weight_transform_512 (float *U, const float *w, int flip, int p0, int p1,
+                                     const trl_conv_geom *g) {
   size_t plane = u_plane(g);
   int mr = trl_gemm_mr(g->OC);
   int os = flip ? 9 : 9 * g->C;   // floats from one output channel's kernel to the next
@@ -260,144 +271,208 @@ void load_rows (const int S, __m512 *a, __m512 *b, const float *const *p, const 
   }
 }
 
-// V is (C,36,ld): tile rows [r0, r0+nr) (row ty of image n is n*TH + ty) of inp (B,C,H,W),
-// input channels [c0, c1), S tile rows per group of 8 tiles (group_rows). Masked loads read
-// the input rows in place: lanes outside the image (the padding) are zero and never touched.
-// S is a constant in each copy, and the six rows of a group unrolled, so that the 36 values
-// of 8 patches stay in registers.
-W4 static inline __attribute__((always_inline))
-void input_rows (const int S, float *V, int64_t ld, const float *inp, int r0, int nr, int c0,
-                 int c1, const trl_conv_geom *g) {
-  int TW = (g->OW + 3) / 4;
-  for (int c = c0; c < c1; c++)
-    for (int q = 0; q < nr; q += S) {
-      const float *x[4];
-      int y0[4];
-      group_planes(x, y0, inp, g->C, (size_t)g->H * g->W, c, r0, q, nr, S, g->ph, g);
-      const float *p[6][4];   // the six input rows of each tile row; rv: 0 where outside
-      __mmask16 rv[6][4];
-      for (int r = 0; r < 6; r++)
-        for (int s = 0; s < S; s++) {
-          int yy = y0[s] + r, in = x[s] && yy >= 0 && yy < g->H;
-          p[r][s] = in ? x[s] + (size_t)yy * g->W : inp;
-          rv[r][s] = in ? 0xFFFF : 0;
-        }
-      float *v = V + (size_t)c * 36 * ld + (size_t)q * TW;
-      for (int k = 0; k < TW; k += 8) {
-        // columns 4k - pw + [0, 32) and + [4, 36): the six columns of 8 tiles
-        int x0 = 4 * k - g->pw;
-        __mmask16 mA = cols_mask(x0, g->W), mB = S == 1 ? cols_mask(x0 + 16, g->W) : mA;
-        __mmask16 mC = cols_mask(x0 + 4, g->W), mD = S == 1 ? cols_mask(x0 + 20, g->W) : mC;
-        __m256 h[6][6];   // h[r] = row r of the patches times B (columns), then V = B^T h
-        #pragma GCC unroll 6
-        for (int r = 0; r < 6; r++) {
-          __m512 a, b, cc, e;
-          load_rows(S, &a, &b, p[r], rv[r], x0, mA, mB);
-          load_rows(S, &cc, &e, p[r], rv[r], x0 + 4, mC, mD);
-          __m256 d[6] = { phase(a, b, 0), phase(a, b, 1), phase(a, b, 2), phase(a, b, 3),
-                          phase(cc, e, 0), phase(cc, e, 1) };
-          BT6(h[r], d);
-        }
-        #pragma GCC unroll 6
-        for (int j = 0; j < 6; j++) {
-          __m256 col[6] = { h[0][j], h[1][j], h[2][j], h[3][j], h[4][j], h[5][j] }, o[6];
-          BT6(o, col);
-          #pragma GCC unroll 6
-          for (int i = 0; i < 6; i++) {
-            float *vx = v + (i * 6 + j) * ld + k;   // V[xi] of these tiles
-            _mm256_storeu_ps(vx, o[i]);
-            __builtin_prefetch(vx + 16, 1, 3);   // the row's next line (bench/NOTES.md 46)
-          }
-        }
-      }
-    }
+
+// The AVX-512 group helpers for conv_winograd4_body.h. Masks of a group: columns x0 + [0, 16)
+// and + [16, 32) (S > 1: [0, 16) of every row), and the same 4 columns further right.
+typedef struct { __mmask16 a, b, c, d; } gmask_512;
+
+static inline void gmask_at_512 (const int S, gmask_512 *m, int x0, int W) {
+  m->a = cols_mask(x0, W), m->b = S == 1 ? cols_mask(x0 + 16, W) : m->a;
+  m->c = cols_mask(x0 + 4, W), m->d = S == 1 ? cols_mask(x0 + 20, W) : m->c;
 }
 
-W4 static void input_transform (float *V, int64_t ld, const float *inp, int r0, int nr,
-                                int c0, int c1, const trl_conv_geom *g) {
-  switch (group_rows((g->OW + 3) / 4)) {
-    case 1: input_rows(1, V, ld, inp, r0, nr, c0, c1, g); break;
-    case 2: input_rows(2, V, ld, inp, r0, nr, c0, c1, g); break;
-    default: input_rows(4, V, ld, inp, r0, nr, c0, c1, g); break;
-  }
+W4 static inline __attribute__((always_inline))
+void cols6_512 (const int S, __m256 d[6], const float *const *p, const int *rv, int x0,
+                const gmask_512 *m) {
+  __mmask16 r[4];
+  for (int s = 0; s < S; s++) r[s] = rv[s] ? 0xFFFF : 0;
+  __m512 a, b, c, e;
+  load_rows(S, &a, &b, p, r, x0, m->a, m->b);
+  load_rows(S, &c, &e, p, r, x0 + 4, m->c, m->d);
+  d[0] = phase(a, b, 0), d[1] = phase(a, b, 1), d[2] = phase(a, b, 2), d[3] = phase(a, b, 3);
+  d[4] = phase(c, e, 0), d[5] = phase(c, e, 1);
 }
 
-// out (B,OC,OH,OW) gets (acc: += ) Y = A^T M A for tile rows [r0, r0+nr), plus the bias b or
-// through the epilogue e, output channels [oc0, oc1); M is (OC,36,ld).
 W4 static inline __attribute__((always_inline))
-void output_rows (const int S, float *out, const float *M, int64_t ld, const float *b,
-                  const trl_epilogue *e, int acc, int r0, int nr, int oc0, int oc1,
-                  const trl_conv_geom *g) {
-  int TW = (g->OW + 3) / 4;
+void cols4_512 (const int S, __m256 y[4], const float *const *p, int x0, const gmask_512 *m) {
+  __m512 a, b;
+  load_group(&a, &b, p, S, x0, m->a, m->b);
+  for (int j = 0; j < 4; j++) y[j] = phase(a, b, j);
+}
+
+// What the output transform does with a row of 8 tiles: add to out, or the epilogue (scale,
+// shift, clamp to [lo, hi]), or add a bias (shift), or store as it is.
+typedef struct { int acc, ep, clamp, bias; float scale, shift, lo, hi; } tail4;
+
+W4 static inline __attribute__((always_inline))
+void put4_512 (const int S, float *const *p, int x0, int W, const gmask_512 *m, const __m256 y[4],
+               const tail4 *t) {
+  (void)W;
   // 4 output columns of 8 tiles back to 32 consecutive floats: y0|y1 and y2|y3 as two zmm
   __m512i lo = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
   __m512i hi = _mm512_setr_epi32(4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31);
-  int clamp = e && (e->lo != -INFINITY || e->hi != INFINITY);
-  for (int oc = oc0; oc < oc1; oc++) {
-    __m512 vs = _mm512_set1_ps(e && e->scale ? e->scale[oc] : 1.0f);
-    __m512 vt = _mm512_set1_ps(e ? (e->shift ? e->shift[oc] : 0.0f) : b ? b[oc] : 0.0f);
-    __m512 vl = _mm512_set1_ps(e ? e->lo : 0), vh = _mm512_set1_ps(e ? e->hi : 0);
-    for (int q = 0; q < nr; q += S) {
-      float *o[4];
-      int yy[4];
-      for (int s = 0; s < S; s++) {
-        TILE_ROW(g, r0 + q + s, n, ty);
-        o[s] = q + s < nr ? out + ((size_t)n * g->OC + oc) * g->OH * g->OW : NULL;
-        yy[s] = 4 * ty;
-      }
-      const float *m = M + (size_t)oc * 36 * ld + (size_t)q * TW;
-      for (int k = 0; k < TW; k += 8) {
-        __m256 s6[4][6];   // s = A^T m (rows), then y = s A
-        #pragma GCC unroll 6
-        for (int j = 0; j < 6; j++) {
-          __m256 col[6];
-          for (int r = 0; r < 6; r++) col[r] = _mm256_loadu_ps(m + (r * 6 + j) * ld + k);
-          __m256 t[4];
-          AT6(t, col);
-          for (int i = 0; i < 4; i++) s6[i][j] = t[i];
-        }
-        int x0 = 4 * k;
-        __mmask16 mA = cols_mask(x0, g->OW), mB = S == 1 ? cols_mask(x0 + 16, g->OW) : mA;
-        #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-          float *p[4];
-          int any = 0;
-          for (int s = 0; s < S; s++) {
-            p[s] = o[s] && yy[s] + i < g->OH ? o[s] + (size_t)(yy[s] + i) * g->OW : NULL;
-            any |= p[s] != NULL;
-          }
-          if (!any) continue;
-          __m256 y[4];
-          AT6(y, s6[i]);
-          __m512 z01 = join(y[0], y[1]), z23 = join(y[2], y[3]);
-          __m512 a = _mm512_permutex2var_ps(z01, lo, z23), c = _mm512_permutex2var_ps(z01, hi, z23);
-          if (acc) {
-            __m512 pa, pc;
-            load_group(&pa, &pc, (const float *const *)p, S, x0, mA, mB);
-            a = _mm512_add_ps(a, pa), c = _mm512_add_ps(c, pc);
-          } else if (e) {   // the same fmadd-then-clamp as trl_epilogue_row (same bits)
-            a = _mm512_fmadd_ps(a, vs, vt), c = _mm512_fmadd_ps(c, vs, vt);
-            if (clamp) {
-              a = _mm512_min_ps(_mm512_max_ps(a, vl), vh);
-              c = _mm512_min_ps(_mm512_max_ps(c, vl), vh);
-            }
-          } else if (b) {
-            a = _mm512_add_ps(a, vt), c = _mm512_add_ps(c, vt);
-          }
-          store_group(p, S, x0, a, c, mA, mB);
-        }
-      }
+  __m512 z01 = join(y[0], y[1]), z23 = join(y[2], y[3]);
+  __m512 a = _mm512_permutex2var_ps(z01, lo, z23), c = _mm512_permutex2var_ps(z01, hi, z23);
+  if (t->acc) {
+    __m512 pa, pc;
+    load_group(&pa, &pc, (const float *const *)p, S, x0, m->a, m->b);
+    a = _mm512_add_ps(a, pa), c = _mm512_add_ps(c, pc);
+  } else if (t->ep) {   // the same fmadd-then-clamp as trl_epilogue_row (same bits)
+    __m512 vs = _mm512_set1_ps(t->scale), vt = _mm512_set1_ps(t->shift);
+    a = _mm512_fmadd_ps(a, vs, vt), c = _mm512_fmadd_ps(c, vs, vt);
+    if (t->clamp) {
+      __m512 vl = _mm512_set1_ps(t->lo), vh = _mm512_set1_ps(t->hi);
+      a = _mm512_min_ps(_mm512_max_ps(a, vl), vh);
+      c = _mm512_min_ps(_mm512_max_ps(c, vl), vh);
     }
+  } else if (t->bias) {
+    a = _mm512_add_ps(a, _mm512_set1_ps(t->shift)), c = _mm512_add_ps(c, _mm512_set1_ps(t->shift));
+  }
+  store_group(p, S, x0, a, c, m->a, m->b);
+}
+
+
+// The AVX2 group helpers. A group's 8 tiles lie in 4 segments of 8 floats, two tiles' columns
+// each: segment i is columns 8i.. of the one row (S = 1), 8 (i % 2).. of row i / 2 (S = 2) or
+// 0.. of row i (S = 4). Segment pairs (i, i + 2) swap halves into [tile i | tile i + 4] and a
+// 4 x 8 transpose turns those into the tiles' columns, one per lane in tile order; the
+// segments 4 floats further right give columns 4 and 5 the same way.
+static inline int seg_row (const int S, int i) { return S == 1 ? 0 : S == 2 ? i >> 1 : i; }
+static inline int seg_off (const int S, int i) { return S == 1 ? 8 * i : S == 2 ? 8 * (i & 1) : 0; }
+
+// Lanes l with 0 <= x + l < W all ones, the others zero.
+W2 static inline __m256i span8 (int x, int W) {
+  __m256i i = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(x));
+  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32(W), i));
+}
+
+typedef struct { __m256i z[4], y[4]; } gmask_256;   // segments, and 4 columns to their right
+
+W2 static inline __attribute__((always_inline))
+void gmask_at_256 (const int S, gmask_256 *m, int x0, int W) {
+  for (int i = 0; i < 4; i++) {
+    m->z[i] = span8(x0 + seg_off(S, i), W);
+    m->y[i] = span8(x0 + seg_off(S, i) + 4, W);
   }
 }
 
-W4 static void output_transform (float *out, const float *M, int64_t ld, const float *b,
-                                 const trl_epilogue *e, int acc, int r0, int nr, int oc0,
-                                 int oc1, const trl_conv_geom *g) {
-  switch (group_rows((g->OW + 3) / 4)) {
-    case 1: output_rows(1, out, M, ld, b, e, acc, r0, nr, oc0, oc1, g); break;
-    case 2: output_rows(2, out, M, ld, b, e, acc, r0, nr, oc0, oc1, g); break;
-    default: output_rows(4, out, M, ld, b, e, acc, r0, nr, oc0, oc1, g); break;
+// Columns 0 .. n-1 (n = 2 or 4) of 8 tiles from their segments Z.
+W2 static inline __attribute__((always_inline))
+void seg_cols (const int n, __m256 *d, const __m256 Z[4]) {
+  __m256 a0 = _mm256_permute2f128_ps(Z[0], Z[2], 0x20), a1 = _mm256_permute2f128_ps(Z[0], Z[2], 0x31);
+  __m256 a2 = _mm256_permute2f128_ps(Z[1], Z[3], 0x20), a3 = _mm256_permute2f128_ps(Z[1], Z[3], 0x31);
+  __m256 t0 = _mm256_unpacklo_ps(a0, a1), t2 = _mm256_unpacklo_ps(a2, a3);
+  d[0] = _mm256_shuffle_ps(t0, t2, 0x44), d[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  if (n == 4) {
+    __m256 t1 = _mm256_unpackhi_ps(a0, a1), t3 = _mm256_unpackhi_ps(a2, a3);
+    d[2] = _mm256_shuffle_ps(t1, t3, 0x44), d[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+  }
+}
+
+W2 static inline __attribute__((always_inline))
+void cols6_256 (const int S, __m256 d[6], const float *const *p, const int *rv, int x0,
+                const gmask_256 *m) {
+  __m256 Z[4], Y[4];
+  #pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    int s = seg_row(S, i);
+    __m256i r = _mm256_set1_epi32(-rv[s]);
+    Z[i] = _mm256_maskload_ps(at(p[s], x0 + seg_off(S, i)), _mm256_and_si256(m->z[i], r));
+    Y[i] = _mm256_maskload_ps(at(p[s], x0 + seg_off(S, i) + 4), _mm256_and_si256(m->y[i], r));
+  }
+  seg_cols(4, d, Z);
+  seg_cols(2, d + 4, Y);
+}
+
+W2 static inline __attribute__((always_inline))
+void cols4_256 (const int S, __m256 y[4], const float *const *p, int x0, const gmask_256 *m) {
+  __m256 Z[4];
+  #pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    const float *r = p[seg_row(S, i)];
+    Z[i] = r ? _mm256_maskload_ps(at(r, x0 + seg_off(S, i)), m->z[i]) : _mm256_setzero_ps();
+  }
+  seg_cols(4, y, Z);
+}
+
+W2 static inline __attribute__((always_inline))
+void put4_256 (const int S, float *const *p, int x0, int W, const gmask_256 *m,
+               const __m256 y[4], const tail4 *t) {
+  // the inverse of seg_cols: [tile i | tile i + 4], then segments
+  __m256 t0 = _mm256_unpacklo_ps(y[0], y[1]), t1 = _mm256_unpacklo_ps(y[2], y[3]);
+  __m256 t2 = _mm256_unpackhi_ps(y[0], y[1]), t3 = _mm256_unpackhi_ps(y[2], y[3]);
+  __m256 a0 = _mm256_shuffle_ps(t0, t1, 0x44), a1 = _mm256_shuffle_ps(t0, t1, 0xEE);
+  __m256 a2 = _mm256_shuffle_ps(t2, t3, 0x44), a3 = _mm256_shuffle_ps(t2, t3, 0xEE);
+  __m256 Z[4] = { _mm256_permute2f128_ps(a0, a1, 0x20), _mm256_permute2f128_ps(a2, a3, 0x20),
+                  _mm256_permute2f128_ps(a0, a1, 0x31), _mm256_permute2f128_ps(a2, a3, 0x31) };
+  #pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    float *r = p[seg_row(S, i)];
+    int x = x0 + seg_off(S, i);   // >= 0 here
+    if (!r || x >= W) continue;
+    float *dst = (float *)at(r, x);
+    int full = x + 8 <= W;
+    __m256 v = Z[i];
+    if (t->acc) {
+      v = _mm256_add_ps(v, full ? _mm256_loadu_ps(dst) : _mm256_maskload_ps(dst, m->z[i]));
+    } else if (t->ep) {   // the same fmadd-then-clamp as trl_epilogue_row (same bits)
+      v = _mm256_fmadd_ps(v, _mm256_set1_ps(t->scale), _mm256_set1_ps(t->shift));
+      if (t->clamp) v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(t->lo)), _mm256_set1_ps(t->hi));
+    } else if (t->bias) {
+      v = _mm256_add_ps(v, _mm256_set1_ps(t->shift));
+    }
+    if (full) _mm256_storeu_ps(dst, v);
+    else _mm256_maskstore_ps(dst, m->z[i], v);
+  }
+}
+
+// G k for 3 values, 8 lanes each (G as in G3Z).
+#define G3Y(o, k0, k1, k2) do { \
+    __m256 p_ = _mm256_add_ps(k0, k2); \
+    o[0] = _mm256_mul_ps(_mm256_set1_ps(1.0f / 4), k0); \
+    o[1] = _mm256_mul_ps(_mm256_set1_ps(-1.0f / 6), _mm256_add_ps(p_, k1)); \
+    o[2] = _mm256_mul_ps(_mm256_set1_ps(-1.0f / 6), _mm256_sub_ps(p_, k1)); \
+    __m256 r_ = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 24), k0, _mm256_mul_ps(_mm256_set1_ps(1.0f / 6), k2)); \
+    __m256 s_ = _mm256_mul_ps(_mm256_set1_ps(1.0f / 12), k1); \
+    o[3] = _mm256_add_ps(r_, s_); \
+    o[4] = _mm256_sub_ps(r_, s_); \
+    o[5] = k2; \
+  } while (0)
+
+// weight_transform_512 with 8 lanes: panels of mr <= 8 output channels (trl_gemm_mr where
+// the CPU lacks AVX-512).
+W2 static void weight_transform_256 (float *U, const float *w, int flip, int p0, int p1,
+                                     const trl_conv_geom *g) {
+  size_t plane = u_plane(g);
+  int mr = trl_gemm_mr(g->OC);
+  int os = flip ? 9 : 9 * g->C;   // floats from one output channel's kernel to the next
+  __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i vix = _mm256_mullo_epi32(lane, _mm256_set1_epi32(os));
+  __m256i all = _mm256_cmpgt_epi32(_mm256_set1_epi32(mr), lane);
+  for (int pn = p0; pn < p1; pn++) {
+    int oc0 = pn * mr, nr = g->OC - oc0 < mr ? g->OC - oc0 : mr;
+    __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane));
+    float *u = U + (size_t)oc0 * g->C;
+    for (int c = 0; c < g->C; c++) {
+      const float *src = flip ? w + ((size_t)c * g->OC + oc0) * 9 : w + ((size_t)oc0 * g->C + c) * 9;
+      __m256 k[3][3], t[6][3];
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+          int a = flip ? (2 - i) * 3 + (2 - j) : i * 3 + j;
+          k[i][j] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src + a, vix, live, 4);
+        }
+      for (int j = 0; j < 3; j++) {   // t = G k, column by column
+        __m256 o[6];
+        G3Y(o, k[0][j], k[1][j], k[2][j]);
+        for (int i = 0; i < 6; i++) t[i][j] = o[i];
+      }
+      for (int i = 0; i < 6; i++) {   // U = t G^T, row by row
+        __m256 o[6];
+        G3Y(o, t[i][0], t[i][1], t[i][2]);
+        for (int j = 0; j < 6; j++) _mm256_maskstore_ps(u + (i * 6 + j) * plane + (size_t)c * mr, all, o[j]);
+      }
+    }
   }
 }
 
@@ -415,49 +490,9 @@ W4 static void output_transform (float *out, const float *M, int64_t ld, const f
     o[5] = y[3]; \
   } while (0)
 
-// D is (OC,36,ld): A dY A^T for the 4x4 tiles of dout (B,OC,OH,OW) in tile rows [r0, r0+nr)
-// (zero past the map's edge), output channels [oc0, oc1).
-W4 static void dout_transform (float *D, int64_t ld, const float *dout, int r0, int nr,
-                               int oc0, int oc1, const trl_conv_geom *g) {
-  int TW = (g->OW + 3) / 4, S = group_rows(TW);
-  for (int oc = oc0; oc < oc1; oc++)
-    for (int q = 0; q < nr; q += S) {
-      const float *x[4];
-      int y0[4];
-      group_planes(x, y0, dout, g->OC, (size_t)g->OH * g->OW, oc, r0, q, nr, S, 0, g);
-      for (int k = 0; k < TW; k += 8) {
-        int x0 = 4 * k;
-        __mmask16 mA = cols_mask(x0, g->OW), mB = S == 1 ? cols_mask(x0 + 16, g->OW) : mA;
-        __m256 y[4][4];   // y[i][j]: row i, column j of 8 tiles
-        for (int i = 0; i < 4; i++) {
-          const float *p[4];
-          for (int s = 0; s < S; s++)
-            p[s] = x[s] && y0[s] + i < g->OH ? x[s] + (size_t)(y0[s] + i) * g->OW : NULL;
-          __m512 a, b;
-          load_group(&a, &b, p, S, x0, mA, mB);
-          for (int j = 0; j < 4; j++) y[i][j] = phase(a, b, j);
-        }
-        __m256 z[6][4];   // z = A y (rows), then A z^T (columns)
-        for (int j = 0; j < 4; j++) {
-          __m256 col[4] = { y[0][j], y[1][j], y[2][j], y[3][j] }, o[6];
-          A4(o, col);
-          for (int r = 0; r < 6; r++) z[r][j] = o[r];
-        }
-        float *d = D + (size_t)oc * 36 * ld + (size_t)q * TW + k;
-        for (int r = 0; r < 6; r++) {
-          __m256 o[6];
-          A4(o, z[r]);
-          for (int c = 0; c < 6; c++) {
-            _mm256_storeu_ps(d + (r * 6 + c) * ld, o[c]);
-            __builtin_prefetch(d + (r * 6 + c) * ld + 16, 1, 3);
-          }
-        }
-      }
-    }
-}
 
 // dw (OC,C,3,3) += G^T dU G for output channels [oc0, oc1); dU is (36,OC,C).
-W4 static void weight_grad_transform (float *dw, const float *dU, int oc0, int oc1,
+W2 static void weight_grad_transform (float *dw, const float *dU, int oc0, int oc1,
                                       const trl_conv_geom *g) {
   size_t plane = (size_t)g->OC * g->C;
   // G^T u for six values: the rows of G^T are (1/4,-1/6,-1/6,1/24,1/24,0),
@@ -521,114 +556,33 @@ size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) {
   return (size_t)(team_mode(g) ? 1 : nt) * 36 * g->OC * g->C + vm;
 }
 
-// The team version of wino4_wgrad: each xi's dU sum belongs to one thread (the same bits
-// every run), no private sums.
-W4 static void wgrad_team (float *dw, const float *dout, const float *inp, float *ws, int nt,
-                           const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = team_rows(g), rows = g->B * TH;
-  int64_t ld = row_ld(cr, TW);
-  float *dU = ws, *V = dU + (size_t)36 * g->OC * g->C, *D = V + (size_t)36 * g->C * ld;
-  #pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    for (int r0 = 0; r0 < rows; r0 += cr) {
-      int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
-      input_transform(V, ld, inp, r0, nr, g->C * t / nth, g->C * (t + 1) / nth, g);
-      dout_transform(D, ld, dout, r0, nr, g->OC * t / nth, g->OC * (t + 1) / nth, g);
-      #pragma omp barrier
-      for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
-        trl_gemm_nt(g->OC, g->C, nn, D + (size_t)xi * ld, (int)(36 * ld), V + (size_t)xi * ld,
-                    (int)(36 * ld), dU + (size_t)xi * g->OC * g->C, g->C, r0 != 0);
-      #pragma omp barrier
-    }
-    weight_grad_transform(dw, dU, g->OC * t / nth, g->OC * (t + 1) / nth, g);
-  }
+#define WI W4
+#define F(name) name##_512
+#define GMASK gmask_512
+#include "conv_winograd4_body.h"
+#undef WI
+#undef F
+#undef GMASK
+
+#define WI W2
+#define F(name) name##_256
+#define GMASK gmask_256
+#include "conv_winograd4_body.h"
+#undef WI
+#undef F
+#undef GMASK
+
+void wino4_conv (float *out, const float *inp, const float *w, const float *b,
+                 const trl_epilogue *e, int flip, int acc, float *ws, int nt,
+                 const trl_conv_geom *g) {
+  if (trl_cpu_avx512()) conv_512(out, inp, w, b, e, flip, acc, ws, nt, g);
+  else conv_256(out, inp, w, b, e, flip, acc, ws, nt, g);
 }
 
-W4 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
-                     const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, cr = wgrad_rows(g);
-  int64_t ld = row_ld(cr, TW);
-  if (nt < 1) nt = 1;
-  int prev = nt > 1 ? trl_blas_threads(1) : 0;
-  if (team_mode(g)) {
-    wgrad_team(dw, dout, inp, ws, nt, g);
-    if (nt > 1) trl_blas_threads(prev);
-    return;
-  }
-  size_t uN = (size_t)36 * g->OC * g->C, per = uN + (size_t)36 * (g->C + g->OC) * ld;
-  #pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    float *dU = ws + (size_t)t * per, *V = dU + uN, *D = V + (size_t)36 * g->C * ld;
-    // a static split of the tile rows: each thread's sum covers the same tiles in every run,
-    // so dw has the same bits every time
-    int rows = g->B * TH, lo = (int)((int64_t)rows * t / nth), hi = (int)((int64_t)rows * (t + 1) / nth);
-    if (lo >= hi) memset(dU, 0, sizeof(float) * uN);
-    for (int r0 = lo; r0 < hi; r0 += cr) {
-      int nr = hi - r0 < cr ? hi - r0 : cr, nn = nr * TW;
-      input_transform(V, ld, inp, r0, nr, 0, g->C, g);
-      dout_transform(D, ld, dout, r0, nr, 0, g->OC, g);
-      for (int xi = 0; xi < 36; xi++)   // dU[xi] (OC,C) += D[xi] (OC,T) x V[xi]^T (T,C)
-        trl_gemm_nt(g->OC, g->C, nn, D + (size_t)xi * ld, (int)(36 * ld), V + (size_t)xi * ld,
-                    (int)(36 * ld), dU + (size_t)xi * g->OC * g->C, g->C, r0 != lo);
-    }
-    #pragma omp barrier
-    // thread 0's dU gets the others', each thread summing a slice; then dw += G^T dU G
-    size_t s0 = uN * t / nth, s1 = uN * (t + 1) / nth;
-    for (int k = 1; k < nth; k++) {
-      const float *src = ws + (size_t)k * per;
-      for (size_t i = s0; i < s1; i++) ws[i] += src[i];
-    }
-    #pragma omp barrier
-    weight_grad_transform(dw, ws, g->OC * t / nth, g->OC * (t + 1) / nth, g);
-  }
-  if (nt > 1) trl_blas_threads(prev);
-}
-
-W4 void wino4_conv (float *out, const float *inp, const float *w, const float *b,
-                    const trl_epilogue *e, int flip, int acc, float *ws, int nt,
-                    const trl_conv_geom *g) {
-  int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, team = team_mode(g), rows = g->B * TH;
-  int cr = team ? team_rows(g) : chunk_rows(g);
-  int64_t ld = row_ld(cr, TW);
-  if (nt < 1) nt = 1;
-  float *U = ws;
-  size_t per = (size_t)36 * (g->C + g->OC) * ld, up = u_plane(g);
-  int prev = nt > 1 ? trl_blas_threads(1) : 0;
-  #pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    int panels = (g->OC + trl_gemm_mr(g->OC) - 1) / trl_gemm_mr(g->OC);
-    weight_transform(U, w, flip, panels * t / nth, panels * (t + 1) / nth, g);
-    #pragma omp barrier
-    if (team) {   // every chunk by all threads: channels, then xi, then output channels
-      float *V = U + 36 * up, *M = V + (size_t)36 * g->C * ld;
-      for (int r0 = 0; r0 < rows; r0 += cr) {
-        int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
-        input_transform(V, ld, inp, r0, nr, g->C * t / nth, g->C * (t + 1) / nth, g);
-        #pragma omp barrier
-        for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
-          trl_gemm_packed(g->OC, nn, g->C, U + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
-                          M + (size_t)xi * ld, (int)(36 * ld), NULL, NULL, 0);
-        #pragma omp barrier
-        output_transform(out, M, ld, b, e, acc, r0, nr, g->OC * t / nth, g->OC * (t + 1) / nth, g);
-        #pragma omp barrier
-      }
-    } else {   // chunks of 'cr' tile rows go out dynamically, as in conv2d.c
-      float *V = U + 36 * up + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
-      #pragma omp for schedule(dynamic, 1)
-      for (int r0 = 0; r0 < rows; r0 += cr) {
-        int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
-        input_transform(V, ld, inp, r0, nr, 0, g->C, g);
-        for (int xi = 0; xi < 36; xi++)   // V and M keep a channel's 36 rows together
-          trl_gemm_packed(g->OC, nn, g->C, U + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
-                          M + (size_t)xi * ld, (int)(36 * ld), NULL, NULL, 0);
-        output_transform(out, M, ld, b, e, acc, r0, nr, 0, g->OC, g);
-      }
-    }
-  }
-  if (nt > 1) trl_blas_threads(prev);
+void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
+                  const trl_conv_geom *g) {
+  if (trl_cpu_avx512()) wgrad_512(dw, dout, inp, ws, nt, g);
+  else wgrad_256(dw, dout, inp, ws, nt, g);
 }
 
 #else
