@@ -470,7 +470,11 @@ W2 static void weight_transform_256 (float *U, const float *w, int flip, int p0,
       for (int i = 0; i < 6; i++) {   // U = t G^T, row by row
         __m256 o[6];
         G3Y(o, t[i][0], t[i][1], t[i][2]);
-        for (int j = 0; j < 6; j++) _mm256_maskstore_ps(u + (i * 6 + j) * plane + (size_t)c * mr, all, o[j]);
+        for (int j = 0; j < 6; j++) {   // 8 lanes: the next channel's store covers 8 - mr
+          float *dst = u + (i * 6 + j) * plane + (size_t)c * mr;
+          if (c + 1 < g->C) _mm256_storeu_ps(dst, o[j]);
+          else _mm256_maskstore_ps(dst, all, o[j]);
+        }
       }
     }
   }
