@@ -53,6 +53,8 @@ static void gemm_blas (int M, int N, int K, const float *A, int lda, const float
     for (int i = 0; i < M; i++) trl_epilogue_row(C + (size_t)i * ldc, C + (size_t)i * ldc, e, row0 + i, N);
 }
 
+static int avx512_off = -1;   // TRL_NO_AVX512=1 or trl_cpu_no_avx512(1)
+
 int trl_cpu_avx512 (void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   static int ok = -1;
@@ -61,11 +63,17 @@ int trl_cpu_avx512 (void) {
     ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }
-  return ok;
+  if (avx512_off < 0) {
+    const char *e = getenv("TRL_NO_AVX512");
+    avx512_off = e && e[0] == '1';
+  }
+  return ok && !avx512_off;
 #else
   return 0;
 #endif
 }
+
+void trl_cpu_no_avx512 (int off) { avx512_off = off != 0; }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

@@ -10,7 +10,10 @@
 
 // Whether this CPU runs the AVX-512 kernels (AVX-512 F and VL, FMA); checked once. Functions
 // that use them carry TRL_AVX512, so the rest of the build keeps its x86-64-v3 baseline.
+// TRL_NO_AVX512=1 in the environment, or trl_cpu_no_avx512(1) (not while ops run), makes an
+// AVX-512 CPU run the AVX2 kernels instead: the tests cover both sets that way.
 int trl_cpu_avx512 (void);
+void trl_cpu_no_avx512 (int off);
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TRL_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl")))
 #endif

@@ -4,7 +4,7 @@
 ** their own images (several images per GEMM for small maps; rows of one image at a time when
 ** its columns outgrow L2); forward and data-gradient GEMMs are trl's own (gemm.h: bias or
 ** epilogue applied in registers), weight-gradient ones OpenBLAS's. 3x3 stride-1 convs go through Winograd
-** (conv_winograd.h: F(4x4,3x3) with AVX-512, also for the weight gradient, else F(2x2,3x3))
+** (conv_winograd.h: F(4x4,3x3) with AVX2, also for the weight gradient, else F(2x2,3x3))
 ** for the output and the data gradient; a 1x1, stride-1, unpadded conv skips im2col; depthwise
 ** convs use a direct kernel (3x3, stride 1 or 2: AVX-512 forward on a padded plane, else AVX2).
 ** Not here: 3-D, NHWC.

@@ -28,7 +28,7 @@ static int chunk_rows (const trl_conv_geom *g) {
 #define PADN(g) (4 * ((size_t)(g)->OW + 3 + 2 * SLACK))
 
 // 4 for F(4x4,3x3), 2 for F(2x2,3x3), 0 for neither (im2col + GEMM). F(4x4) where the CPU has
-// AVX-512 (unless TRL_CONV_WINOGRAD=2), on maps of 7x7 and up with 64 tiles or more: with
+// AVX2 and FMA (unless TRL_CONV_WINOGRAD=2), on maps of 7x7 and up with 64 tiles or more: with
 // fewer, the weight transform and the thin GEMMs cost more than the multiplies saved (one
 // 7x7 image has 4 tiles). F(2x2) on maps of 100 pixels and up: on 7x7 maps it ran 0.7-0.8x
 // im2col (the weight transform and the 4-tile rows).

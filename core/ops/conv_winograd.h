@@ -1,8 +1,8 @@
 /*
 ** conv_winograd.h: Winograd convolution for conv2d.c (internal, not public API). 3x3 kernels,
 ** stride 1, dilation 1, pad 0..2, one group: F(4x4,3x3) (36 GEMMs on transformed 6x6 tiles,
-** 4x fewer multiplies than im2col + GEMM) where the CPU has AVX-512, else F(2x2,3x3) (16 GEMMs,
-** 2.25x fewer).
+** 4x fewer multiplies than im2col + GEMM) where the CPU has AVX2 and FMA, else F(2x2,3x3)
+** (16 GEMMs, 2.25x fewer).
 */
 #ifndef TRL_CONV_WINOGRAD_H
 #define TRL_CONV_WINOGRAD_H
@@ -11,7 +11,7 @@
 
 #include "nn.h"
 
-// What winograd_conv runs for 'g': 4 (F(4x4,3x3), on CPUs with AVX-512), 2 (F(2x2,3x3);
+// What winograd_conv runs for 'g': 4 (F(4x4,3x3), on CPUs with AVX2), 2 (F(2x2,3x3);
 // TRL_CONV_WINOGRAD=2 forces it) or 0 (neither: im2col + GEMM).
 int winograd_variant (const trl_conv_geom *g);
 // True when 'g' is a conv that winograd_conv can run.
@@ -27,7 +27,7 @@ void winograd_conv (float *out, const float *inp, const float *w, const float *b
                     const trl_conv_geom *g);
 
 // F(4x4,3x3) (conv_winograd4.c), which winograd_conv runs instead of F(2x2,3x3) where the CPU
-// has AVX-512 (wino4_cpu) unless TRL_CONV_WINOGRAD=2.
+// has AVX2 and FMA (wino4_cpu) unless TRL_CONV_WINOGRAD=2.
 int wino4_cpu (void);
 size_t wino4_workspace (const trl_conv_geom *g, int nt);
 void wino4_conv (float *out, const float *inp, const float *w, const float *b,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "floatbuf.h"
+#include "gemm.h"
 #include "nn.h"
 #include "ops/conv_winograd.h"
 
@@ -106,7 +107,13 @@ static void epilogue_case (trl_conv_geom g) {
 }
 
 int main (void) {
-  for (int nt = 1; nt <= 2; nt++) {
+  // every case with the AVX-512 kernels where the CPU has them, then with the AVX2 ones
+  int isas = trl_cpu_avx512() ? 2 : 1;
+  if (isas == 1) printf("no AVX-512 on this CPU: the AVX2 (or portable) kernels only\n");
+  for (int run = 0; run < 2 * isas; run++) {
+    int nt = run % 2 + 1;
+    trl_cpu_no_avx512(run >= 2);
+    if (run == 2) printf("again with TRL_NO_AVX512 (the AVX2 kernels):\n");
     trl_set_num_threads(nt);
     // im2col + GEMM: big enough for the thread team (B*OC*L*K >= 2^22)
     conv_case(geom(6, 32, 12, 12, 32, 3, 2, 1, 1), 1, 1e-4, "gemm stride 2");
@@ -119,8 +126,8 @@ int main (void) {
     conv_case(geom(1, 128, 12, 12, 64, 3, 2, 1, 1), 0, 1e-4, "one image");
     // one image's columns past 2 x 256K floats: im2col and the GEMMs go by blocks of rows
     conv_case(geom(3, 3, 150, 150, 16, 7, 2, 3, 1), 1, 1e-4, "gemm row blocks (a stem)");
-    // Winograd F(2x2,3x3) and, where the CPU has AVX-512, F(4x4,3x3) (TRL_CONV_WINOGRAD=2 / 4):
-    // odd and even maps, pads 0..2, bias, more channels than tiles and the reverse, rows of
+    // Winograd F(2x2,3x3) and, where the CPU has AVX2 and FMA, F(4x4,3x3) (TRL_CONV_WINOGRAD=2
+    // / 4): odd and even maps, pads 0..2, bias, more channels than tiles and the reverse, rows of
     // tiles that fill 8-tile groups partly and more than one
     const char *variants[2] = { "2", "4" };
     const double bounds[2] = { 2e-5, 5e-5 };
@@ -148,7 +155,7 @@ int main (void) {
         worst = fmax(worst, conv_case(geom(16, 32, 7, 7, 224, 3, 1, 1, 1), 1, bd, "winograd team 7x7"));
       printf("winograd F(%sx%s,3x3)%s: worst normwise relative error %.3g (bound %g), "
              "weight gradient %.3g (bound 1e-4), %d threads\n", variants[v], variants[v],
-             v == 1 && !wino4_cpu() ? " (no AVX-512: ran F(2x2))" : "", worst, bd, worst_dw, nt);
+             v == 1 && !wino4_cpu() ? " (no AVX2: ran F(2x2))" : "", worst, bd, worst_dw, nt);
       epilogue_case(geom(3, 16, 29, 30, 24, 3, 1, 1, 1));
     }
     unsetenv("TRL_CONV_WINOGRAD");

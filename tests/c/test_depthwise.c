@@ -14,6 +14,7 @@
 
 #include "floatbuf.h"
 #include "check.h"
+#include "gemm.h"
 #include "nn.h"
 
 // CHECK with a message, counted like check.h's macros.
@@ -100,7 +101,7 @@ static void dw_case (trl_conv_geom g, int bias) {
   free(dxa), free(dwa);
 }
 
-int main (void) {
+static void all_cases (void) {
   frand_seed = 0x2545f4914f6cdd1dull;   // the data this test was tuned on
   int Cs[] = { 1, 7, 32 }, Bs[] = { 1, 3 };
   int sizes[][2] = { { 1, 1 }, { 5, 3 }, { 9, 7 }, { 17, 23 }, { 31, 40 }, { 56, 56 } };
@@ -127,5 +128,17 @@ int main (void) {
   dw_case(geom(3, 7, 21, 19, 2, 3, 2, 1, 1), 1);
   dw_case(geom(2, 6, 15, 15, 1, 3, 3, 1, 1), 0);
   printf("depthwise: worst normwise relative error %.3g (bound 1e-5)\n", worst);
+}
+
+int main (void) {
+  all_cases();
+  if (trl_cpu_avx512()) {   // the 3x3 path's AVX2 kernels too
+    trl_cpu_no_avx512(1);
+    printf("again with TRL_NO_AVX512 (the AVX2 kernels):\n");
+    all_cases();
+    trl_cpu_no_avx512(0);
+  } else {
+    printf("no AVX-512 on this CPU: the AVX2 (or portable) kernels only\n");
+  }
   return check_summary();
 }

@@ -194,9 +194,11 @@ static void nt_same_bits (void) {
   free(A), free(B), free(Ab), free(Bb), free(C1), free(C2);
 }
 
-int main (void) {
+static void all_cases (void) {
+  // M and N around the register tiles of both instruction sets (AVX-512: 12 or 8 x 32;
+  // AVX2: 6 x 16, halves of 8 columns)
   int Ms[] = { 1, 7, 8, 12, 13, 16, 24, 25, 64, 70 };
-  int Ns[] = { 1, 15, 16, 17, 31, 32, 33, 49, 100 };
+  int Ns[] = { 1, 8, 15, 16, 17, 24, 31, 32, 33, 49, 100 };
   int Ks[] = { 1, 3, 64, 255, 256, 257, 513, 600, 1100 };   // 9: the modes rotate over K
   unsigned seed = 1;
   for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
@@ -230,5 +232,17 @@ int main (void) {
   nt_one(512, 512, 128, 128, 128, 512, 0, 301);  // short K: OpenBLAS
   nt_same_bits();
   nan_to_lo();
+}
+
+int main (void) {
+  all_cases();
+  if (trl_cpu_avx512()) {   // and the AVX2 kernels, which an AVX-512 CPU runs too
+    trl_cpu_no_avx512(1);
+    printf("again with TRL_NO_AVX512 (the AVX2 kernels)\n");
+    all_cases();
+    trl_cpu_no_avx512(0);
+  } else {
+    printf("no AVX-512 on this CPU: the AVX2 (or portable) kernels only\n");
+  }
   return check_summary();
 }
