@@ -528,14 +528,11 @@ static void dw3_backward_weight_plane (double *s9, const float *x, const float *
   for (int i = 0; i < 9; i++) s9[i] += sc[i];
 }
 
-#if defined(TRL_AVX512) && defined(__AVX2__)
-#define W5 TRL_AVX512
-static int dw3_avx512 (void) { return trl_cpu_avx512(); }
-
-// The AVX-512 plane: x goes first into a zero-padded copy (P: rows ih + ph, columns iw + pw;
+// The padded plane: x goes first into a zero-padded copy (P: rows ih + ph, columns iw + pw;
 // stride 2 keeps the even and the odd columns as two planes), so every output column runs the
-// same 9 fmadds, 16 at a time, with no bounds checks and a masked store at the row's end; the
-// epilogue e (or NULL) of channel c is applied before the store. dw3_pad_floats(g) floats at P.
+// same 9 fmadds, 16 (AVX-512) or 8 (AVX2) at a time, with no bounds checks and a masked store
+// at the row's end; the epilogue e (or NULL) of channel c is applied before the store.
+// dw3_pad_floats(g) floats at P.
 static int dw3_pad_cols (const trl_conv_geom *g) {   // floats per row of P (of each half)
   int ow16 = (g->OW + 15) / 16 * 16;
   return ow16 + 16;
@@ -544,6 +541,90 @@ static int dw3_pad_cols (const trl_conv_geom *g) {   // floats per row of P (of 
 static size_t dw3_pad_floats (const trl_conv_geom *g) {
   int rows = (g->OH - 1) * g->sh + 3;
   return (size_t)rows * dw3_pad_cols(g) * (g->sw == 1 ? 1 : 2) + 2 * (size_t)dw3_pad_cols(g) + 64;
+}
+
+// Rows of the plane x into P as above, row r of the padded map at P + r * PC (stride 2: its
+// even columns there, its odd ones 'rows' rows further); the one row of 2 PC floats after
+// the planes is stride 2's scratch. split(dst_even, dst_odd, src, PC) splits a row.
+static inline __attribute__((always_inline))
+void dw3_pad_plane (float *P, const float *x, int PC, int rows, const trl_conv_geom *g,
+                    void (*split)(float *, float *, const float *, int)) {
+  int s = g->sw;
+  float *row = P + (size_t)rows * PC * (s == 1 ? 1 : 2);
+  for (int r = 0; r < rows; r++) {
+    int ih = r - g->ph;
+    float *dst = s == 1 ? P + (size_t)r * PC : row;
+    int width = s == 1 ? PC : 2 * PC;
+    memset(dst, 0, sizeof(float) * width);
+    if (ih >= 0 && ih < g->H) {
+      int n = g->W < width - g->pw ? g->W : width - g->pw;
+      memcpy(dst + g->pw, x + (size_t)ih * g->W, sizeof(float) * n);
+    }
+    if (s == 2) split(P + (size_t)r * PC, P + (size_t)(rows + r) * PC, row, PC);
+  }
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+static void split8 (float *E, float *Od, const float *row, int PC) {
+  for (int i = 0; i < PC; i += 8) {
+    __m256 e, o;
+    evenodd(&e, &o, row + 2 * i);
+    _mm256_storeu_ps(E + i, e);
+    _mm256_storeu_ps(Od + i, o);
+  }
+}
+
+// dw3_forward_plane512 with 8 columns at a time, for CPUs without AVX-512.
+static void dw3_forward_plane256 (float *o, const float *x, const float *w, float bv,
+                                  const trl_epilogue *e, int c, float *P, const float *next,
+                                  const trl_conv_geom *g) {
+  int s = g->sw, PC = dw3_pad_cols(g), rows = (g->OH - 1) * s + 3;
+  size_t bytes = (size_t)g->H * g->W * sizeof(float);   // the next plane: as plane512
+  size_t lines = next && bytes >= 2048 ? (bytes + 63) / 64 : 0;
+  size_t per_row = (lines + g->OH - 1) / g->OH, pf = 0;
+  dw3_pad_plane(P, x, PC, rows, g, split8);
+  __m256 wv[9];
+  for (int i = 0; i < 9; i++) wv[i] = _mm256_set1_ps(w[i]);
+  float sc = e && e->scale ? e->scale[c] : 1.0f, sh = e && e->shift ? e->shift[c] : 0.0f;
+  int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
+  __m256 vs = _mm256_set1_ps(sc), vt = _mm256_set1_ps(sh);
+  __m256 vl = _mm256_set1_ps(e ? e->lo : 0.0f), vh = _mm256_set1_ps(e ? e->hi : 0.0f);
+  for (int oh = 0; oh < g->OH; oh++) {
+    float *orow = o + (size_t)oh * g->OW;
+    for (size_t i = 0; i < per_row && pf < lines; i++, pf++)
+      _mm_prefetch((const char *)next + 64 * pf, _MM_HINT_T1);
+    for (int ow = 0; ow < g->OW; ow += 8) {
+      __m256 acc = _mm256_set1_ps(bv);
+      for (int k = 0; k < 3; k++) {
+        const float *pr = P + (size_t)(oh * s + k) * PC + ow;
+        const float *p1 = s == 1 ? pr + 1 : pr + (size_t)rows * PC, *p2 = s == 1 ? pr + 2 : pr + 1;
+        acc = _mm256_fmadd_ps(wv[3 * k], _mm256_loadu_ps(pr), acc);
+        acc = _mm256_fmadd_ps(wv[3 * k + 1], _mm256_loadu_ps(p1), acc);
+        acc = _mm256_fmadd_ps(wv[3 * k + 2], _mm256_loadu_ps(p2), acc);
+      }
+      if (e) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
+        acc = _mm256_fmadd_ps(acc, vs, vt);
+        if (clamp) acc = _mm256_min_ps(_mm256_max_ps(acc, vl), vh);
+      }
+      if (ow + 8 <= g->OW) _mm256_storeu_ps(orow + ow, acc);
+      else _mm256_maskstore_ps(orow + ow, tailmask(g->OW - ow), acc);
+    }
+  }
+}
+#endif
+
+#if defined(TRL_AVX512) && defined(__AVX2__)
+#define W5 TRL_AVX512
+static int dw3_avx512 (void) { return trl_cpu_avx512(); }
+
+W5 static void split16 (float *E, float *Od, const float *row, int PC) {
+  __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+  for (int i = 0; i < PC; i += 16) {
+    __m512 a = _mm512_loadu_ps(row + 2 * i), b = _mm512_loadu_ps(row + 2 * i + 16);
+    _mm512_storeu_ps(E + i, _mm512_permutex2var_ps(a, ev, b));
+    _mm512_storeu_ps(Od + i, _mm512_permutex2var_ps(a, od, b));
+  }
 }
 
 W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, float bv,
@@ -556,27 +637,7 @@ W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, f
   size_t bytes = (size_t)g->H * g->W * sizeof(float);
   size_t lines = next && bytes >= 2048 ? (bytes + 63) / 64 : 0;
   size_t per_row = (lines + g->OH - 1) / g->OH, pf = 0;
-  float *row = P + (size_t)rows * PC * (s == 1 ? 1 : 2);   // stride 2: one padded input row
-  for (int r = 0; r < rows; r++) {
-    int ih = r - g->ph;
-    float *dst = s == 1 ? P + (size_t)r * PC : row;
-    int width = s == 1 ? PC : 2 * PC;
-    memset(dst, 0, sizeof(float) * width);
-    if (ih >= 0 && ih < g->H) {
-      int n = g->W < width - g->pw ? g->W : width - g->pw;
-      memcpy(dst + g->pw, x + (size_t)ih * g->W, sizeof(float) * n);
-    }
-    if (s == 2) {   // even columns to E (row r), odd to Od (row r of the second plane)
-      float *E = P + (size_t)r * PC, *Od = P + (size_t)(rows + r) * PC;
-      __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-      __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-      for (int i = 0; i < PC; i += 16) {
-        __m512 a = _mm512_loadu_ps(row + 2 * i), b = _mm512_loadu_ps(row + 2 * i + 16);
-        _mm512_storeu_ps(E + i, _mm512_permutex2var_ps(a, ev, b));
-        _mm512_storeu_ps(Od + i, _mm512_permutex2var_ps(a, od, b));
-      }
-    }
-  }
+  dw3_pad_plane(P, x, PC, rows, g, split16);
   __m512 wv[9];
   for (int i = 0; i < 9; i++) wv[i] = _mm512_set1_ps(w[i]);
   float sc = e && e->scale ? e->scale[c] : 1.0f, sh = e && e->shift ? e->shift[c] : 0.0f;
@@ -613,7 +674,6 @@ W5 static void dw3_forward_plane512 (float *o, const float *x, const float *w, f
 }
 #else
 static int dw3_avx512 (void) { return 0; }
-static size_t dw3_pad_floats (const trl_conv_geom *g) { (void)g; return 0; }
 static void dw3_forward_plane512 (float *o, const float *x, const float *w, float bv,
                                   const trl_epilogue *e, int c, float *P, const float *next,
                                   const trl_conv_geom *g) {
@@ -622,20 +682,29 @@ static void dw3_forward_plane512 (float *o, const float *x, const float *w, floa
 #endif
 
 // Shapes as in depthwise_forward, with OC = C and 3x3 weights; e (or NULL) is applied to each
-// plane while it is in cache where the CPU has AVX-512, else in one pass at the end.
+// plane while it is in cache on the padded-plane paths (AVX2 or AVX-512), else in one pass at
+// the end.
 static void dw3_forward (float *out, const float *inp, const float *w, const float *b,
                          const trl_epilogue *e, const trl_conv_geom *g) {
-  int HW = g->H * g->W, L = g->OH * g->OW, wide = dw3_avx512();
+  int HW = g->H * g->W, L = g->OH * g->OW, wide = dw3_avx512(), padded = wide;
+#if defined(__AVX2__) && defined(__FMA__)
+  padded = 1;
+#endif
   #pragma omp parallel if ((int64_t)g->B * g->C * L > 16384)
   {
-    float *P = wide ? trl_alloc(sizeof(float) * dw3_pad_floats(g)) : NULL;
+    float *P = padded ? trl_alloc(sizeof(float) * dw3_pad_floats(g)) : NULL;
     #pragma omp for schedule(static)
     for (int64_t p = 0; p < (int64_t)g->B * g->C; p++) {
       int c = (int)(p % g->C);
-      if (P) dw3_forward_plane512(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c,
-                                  b ? b[c] : 0.0f, e, c, P,
-                                  p + 1 < (int64_t)g->B * g->C ? inp + (size_t)(p + 1) * HW : NULL,
-                                  g);
+      const float *next = p + 1 < (int64_t)g->B * g->C ? inp + (size_t)(p + 1) * HW : NULL;
+      if (P && wide)
+        dw3_forward_plane512(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c,
+                             b ? b[c] : 0.0f, e, c, P, next, g);
+#if defined(__AVX2__) && defined(__FMA__)
+      else if (P)
+        dw3_forward_plane256(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c,
+                             b ? b[c] : 0.0f, e, c, P, next, g);
+#endif
       else {
         dw3_forward_plane(out + (size_t)p * L, inp + (size_t)p * HW, w + 9 * c, b ? b[c] : 0.0f, g);
         if (e) trl_epilogue_row(out + (size_t)p * L, out + (size_t)p * L, e, c, L);
