@@ -6,7 +6,7 @@
 ** epilogue applied in registers), weight-gradient ones OpenBLAS's. 3x3 stride-1 convs go through Winograd
 ** (conv_winograd.h: F(4x4,3x3) with AVX2, also for the weight gradient, else F(2x2,3x3))
 ** for the output and the data gradient; a 1x1, stride-1, unpadded conv skips im2col; depthwise
-** convs use a direct kernel (3x3, stride 1 or 2: AVX-512 forward on a padded plane, else AVX2).
+** convs use a direct kernel (3x3, stride 1 or 2: forward on a padded plane with AVX2 or AVX-512).
 ** Not here: 3-D, NHWC.
 */
 #include <omp.h>
@@ -283,9 +283,9 @@ static void depthwise_backward (float *dinp, float *dw, const float *dout, const
 ** Depthwise 3x3 (stride 1 or 2, dilation 1, one output channel per input channel)
 ** =================================================================== */
 
-// MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. With AVX-512
-// the forward runs on a zero-padded copy of the plane (dw3_forward_plane512). Otherwise, and
-// in backward, the interior columns (all three taps inside the row) run 8 outputs at a time
+// MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. With AVX2 or
+// AVX-512 the forward runs on a zero-padded copy of the plane (dw3_forward_plane256/512).
+// Otherwise, and in backward, the interior columns (all three taps inside the row) run 8 outputs at a time
 // with AVX2 + FMA, with no bounds checks (stride 1 ends a row with a masked vector); the
 // border columns and the stride-2 tails take scalar sums with checks. Stride 2 splits a run of
 // 16 input columns into its even and odd columns. Sums are float (the '_ref' kernels sum in
