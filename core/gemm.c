@@ -251,7 +251,7 @@ void kernel2_w (const int W, const int R, int kc, const float *a, const float *b
   int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
   #pragma GCC unroll 6
   for (int r = 0; r < R; r++) {
-    if (r >= mr) continue;
+    if (r >= mr) continue;   // not break: with it GCC kept acc on the stack (NOTES 51)
     #pragma GCC unroll 2
     for (int w = 0; w < W; w++) {
       __m256 v = acc[r][w];
