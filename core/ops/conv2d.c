@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_internal.h"
 #include "conv_winograd.h"
 #include "gemm.h"
 #include "mem.h"
@@ -303,12 +304,15 @@ static void dw3_inner (int *lo, int *hi, const trl_conv_geom *g) {
 
 #if defined(__AVX2__) && defined(__FMA__)
 // The even and odd floats of p[0..15]: (p[0],p[2],..,p[14]) and (p[1],p[3],..,p[15]).
-static inline void evenodd (__m256 *e, __m256 *o, const float *p) {
-  __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+static inline void evenodd2 (__m256 *e, __m256 *o, __m256 a, __m256 b) {
   __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));   // a0 a2 b0 b2 | a4 a6 b4 b6
   __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
   *e = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
   *o = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+static inline void evenodd (__m256 *e, __m256 *o, const float *p) {
+  evenodd2(e, o, _mm256_loadu_ps(p), _mm256_loadu_ps(p + 8));
 }
 
 // Lanes 0 .. n-1 on: the last few interior columns of a stride-1 row (n < 8), so that only
@@ -555,22 +559,113 @@ void dw3_pad_plane (float *P, const float *x, int PC, int rows, const trl_conv_g
     int ih = r - g->ph;
     float *dst = s == 1 ? P + (size_t)r * PC : row;
     int width = s == 1 ? PC : 2 * PC;
-    memset(dst, 0, sizeof(float) * width);
-    if (ih >= 0 && ih < g->H) {
+    if (ih >= 0 && ih < g->H) {   // zeros, the row, zeros: each float written once
       int n = g->W < width - g->pw ? g->W : width - g->pw;
+      memset(dst, 0, sizeof(float) * g->pw);
       memcpy(dst + g->pw, x + (size_t)ih * g->W, sizeof(float) * n);
-    }
+      memset(dst + g->pw + n, 0, sizeof(float) * (width - g->pw - n));
+    } else memset(dst, 0, sizeof(float) * width);
     if (s == 2) split(P + (size_t)r * PC, P + (size_t)(rows + r) * PC, row, PC);
   }
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-static void split8 (float *E, float *Od, const float *row, int PC) {
-  for (int i = 0; i < PC; i += 8) {
-    __m256 e, o;
-    evenodd(&e, &o, row + 2 * i);
-    _mm256_storeu_ps(E + i, e);
-    _mm256_storeu_ps(Od + i, o);
+// Output rows [oh, oh + nr) and columns [ow, ow + 8 nv) of a padded plane (nr, nv: 1 or 2,
+// constants after inlining, as is the stride s): nr x nv independent sums, so the FMAs of one
+// wait on the latency of none of the others (one 9-FMA chain at a time measured ~4x slower).
+// Each sum takes its 9 taps in the same order as ever: the same bits.
+static inline __attribute__((always_inline))
+void dw3_tile256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
+                  __m256 bv, const trl_epilogue *e, int clamp, __m256 vs, __m256 vt, __m256 vl,
+                  __m256 vh, int oh, int ow, int nr, int nv, const trl_conv_geom *g) {
+  __m256 acc[2][2];
+  _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++)
+    _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) acc[r][v] = bv;
+  _Pragma("GCC unroll 3") for (int k = 0; k < 3; k++)
+    _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++) {
+      const float *pr = P + (size_t)((oh + r) * s + k) * PC + ow;
+      _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) {
+        const float *q = pr + 8 * v;
+        const float *q1 = s == 1 ? q + 1 : q + odd, *q2 = s == 1 ? q + 2 : q + 1;
+        acc[r][v] = _mm256_fmadd_ps(wv[3 * k], _mm256_loadu_ps(q), acc[r][v]);
+        acc[r][v] = _mm256_fmadd_ps(wv[3 * k + 1], _mm256_loadu_ps(q1), acc[r][v]);
+        acc[r][v] = _mm256_fmadd_ps(wv[3 * k + 2], _mm256_loadu_ps(q2), acc[r][v]);
+      }
+    }
+  _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++)
+    _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) {
+      __m256 a = acc[r][v];
+      if (e) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
+        a = _mm256_fmadd_ps(a, vs, vt);
+        if (clamp) a = _mm256_min_ps(_mm256_max_ps(a, vl), vh);
+      }
+      float *dst = o + (size_t)(oh + r) * g->OW + ow + 8 * v;
+      int n = g->OW - ow - 8 * v;
+      if (n >= 8) _mm256_storeu_ps(dst, a);
+      else _mm256_maskstore_ps(dst, tailmask(n), a);
+    }
+}
+
+// The rows of the plane, two at a time, 16 columns at a time (the last ones as they come).
+static inline __attribute__((always_inline))
+void dw3_rows256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
+                  __m256 bv, const trl_epilogue *e, const float *next, size_t lines,
+                  const trl_conv_geom *g) {
+  float sc = e && e->scale ? e->scale[0] : 1.0f, sh = e && e->shift ? e->shift[0] : 0.0f;
+  int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
+  __m256 vs = _mm256_set1_ps(sc), vt = _mm256_set1_ps(sh);
+  __m256 vl = _mm256_set1_ps(e ? e->lo : 0.0f), vh = _mm256_set1_ps(e ? e->hi : 0.0f);
+  size_t per_pair = (lines + (g->OH + 1) / 2 - 1) / ((g->OH + 1) / 2), pf = 0;
+  for (int oh = 0; oh < g->OH; oh += 2) {
+    for (size_t i = 0; i < per_pair && pf < lines; i++, pf++)
+      _mm_prefetch((const char *)next + 64 * pf, _MM_HINT_T1);
+    int two = oh + 1 < g->OH;
+    for (int ow = 0; ow < g->OW; ow += 16) {
+      int wide = g->OW - ow > 8;
+      if (two && wide) dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 2, 2, g);
+      else if (two) dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 2, 1, g);
+      else if (wide) dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 1, 2, g);
+      else dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 1, 1, g);
+    }
+  }
+}
+
+// Floats xr[j0 .. j0 + 7] of a row of W floats, zero outside [0, W): a plain load inside,
+// a masked one only where the piece crosses an edge.
+static inline __attribute__((always_inline))
+__m256 dw3_piece (const float *xr, int j0, int W) {
+  if (j0 >= 0 && j0 + 8 <= W) return _mm256_loadu_ps(xr + j0);
+  if (j0 >= W || j0 + 8 <= 0) return _mm256_setzero_ps();
+  __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(j0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), idx),
+                                  _mm256_cmpgt_epi32(_mm256_set1_epi32(W), idx));
+  return _mm256_maskload_ps(xr + j0, m);
+}
+
+// dw3_pad_plane 8 columns (stride 2: 16, split as they come) at a time: no library calls,
+// each float of P written once (at 7x7 and 14x14 the memset / memcpy calls per row cost more
+// than the plane's arithmetic).
+static void dw3_pad_plane256 (float *P, const float *x, int PC, int rows, const trl_conv_geom *g) {
+  int s = g->sw, W = g->W;
+  for (int r = 0; r < rows; r++) {
+    int ih = r - g->ph;
+    float *E = P + (size_t)r * PC, *Od = P + (size_t)(rows + r) * PC;
+    const float *xr = x + (size_t)ih * W;
+    if (ih < 0 || ih >= g->H) {
+      for (int i = 0; i < PC; i += 8) {
+        _mm256_storeu_ps(E + i, _mm256_setzero_ps());
+        if (s == 2) _mm256_storeu_ps(Od + i, _mm256_setzero_ps());
+      }
+    } else if (s == 1) {
+      for (int i = 0; i < PC; i += 8) _mm256_storeu_ps(E + i, dw3_piece(xr, i - g->pw, W));
+    } else {
+      for (int i = 0; i < PC; i += 8) {   // padded columns 2i .. 2i + 15
+        __m256 ev, od;
+        evenodd2(&ev, &od, dw3_piece(xr, 2 * i - g->pw, W), dw3_piece(xr, 2 * i + 8 - g->pw, W));
+        _mm256_storeu_ps(E + i, ev);
+        _mm256_storeu_ps(Od + i, od);
+      }
+    }
   }
 }
 
@@ -581,35 +676,15 @@ static void dw3_forward_plane256 (float *o, const float *x, const float *w, floa
   int s = g->sw, PC = dw3_pad_cols(g), rows = (g->OH - 1) * s + 3;
   size_t bytes = (size_t)g->H * g->W * sizeof(float);   // the next plane: as plane512
   size_t lines = next && bytes >= 2048 ? (bytes + 63) / 64 : 0;
-  size_t per_row = (lines + g->OH - 1) / g->OH, pf = 0;
-  dw3_pad_plane(P, x, PC, rows, g, split8);
+  dw3_pad_plane256(P, x, PC, rows, g);
   __m256 wv[9];
   for (int i = 0; i < 9; i++) wv[i] = _mm256_set1_ps(w[i]);
-  float sc = e && e->scale ? e->scale[c] : 1.0f, sh = e && e->shift ? e->shift[c] : 0.0f;
-  int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
-  __m256 vs = _mm256_set1_ps(sc), vt = _mm256_set1_ps(sh);
-  __m256 vl = _mm256_set1_ps(e ? e->lo : 0.0f), vh = _mm256_set1_ps(e ? e->hi : 0.0f);
-  for (int oh = 0; oh < g->OH; oh++) {
-    float *orow = o + (size_t)oh * g->OW;
-    for (size_t i = 0; i < per_row && pf < lines; i++, pf++)
-      _mm_prefetch((const char *)next + 64 * pf, _MM_HINT_T1);
-    for (int ow = 0; ow < g->OW; ow += 8) {
-      __m256 acc = _mm256_set1_ps(bv);
-      for (int k = 0; k < 3; k++) {
-        const float *pr = P + (size_t)(oh * s + k) * PC + ow;
-        const float *p1 = s == 1 ? pr + 1 : pr + (size_t)rows * PC, *p2 = s == 1 ? pr + 2 : pr + 1;
-        acc = _mm256_fmadd_ps(wv[3 * k], _mm256_loadu_ps(pr), acc);
-        acc = _mm256_fmadd_ps(wv[3 * k + 1], _mm256_loadu_ps(p1), acc);
-        acc = _mm256_fmadd_ps(wv[3 * k + 2], _mm256_loadu_ps(p2), acc);
-      }
-      if (e) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
-        acc = _mm256_fmadd_ps(acc, vs, vt);
-        if (clamp) acc = _mm256_min_ps(_mm256_max_ps(acc, vl), vh);
-      }
-      if (ow + 8 <= g->OW) _mm256_storeu_ps(orow + ow, acc);
-      else _mm256_maskstore_ps(orow + ow, tailmask(g->OW - ow), acc);
-    }
-  }
+  trl_epilogue ec;   // channel c's scale and shift at index 0
+  if (e) ec = (trl_epilogue){ e->scale ? e->scale + c : NULL, e->shift ? e->shift + c : NULL,
+                              e->lo, e->hi };
+  const trl_epilogue *ep = e ? &ec : NULL;
+  if (s == 1) dw3_rows256(o, P, PC, 0, 1, wv, _mm256_set1_ps(bv), ep, next, lines, g);
+  else dw3_rows256(o, P, PC, (size_t)rows * PC, 2, wv, _mm256_set1_ps(bv), ep, next, lines, g);
 }
 #endif
 
@@ -680,6 +755,23 @@ static void dw3_forward_plane512 (float *o, const float *x, const float *w, floa
   (void)o, (void)x, (void)w, (void)bv, (void)e, (void)c, (void)P, (void)next, (void)g;
 }
 #endif
+
+size_t dw3_plane_floats (const trl_conv_geom *g) { return dw3_pad_floats(g); }
+
+void dw3_plane (float *o, const float *x, const float *w, const trl_epilogue *e, int c, float *P,
+                const trl_conv_geom *g) {
+  if (dw3_avx512()) {
+    dw3_forward_plane512(o, x, w, 0.0f, e, c, P, NULL, g);
+    return;
+  }
+#if defined(__AVX2__) && defined(__FMA__)
+  dw3_forward_plane256(o, x, w, 0.0f, e, c, P, NULL, g);
+#else
+  (void)P;
+  dw3_forward_plane(o, x, w, 0.0f, g);
+  if (e) trl_epilogue_row(o, o, e, c, (int64_t)g->OH * g->OW);
+#endif
+}
 
 // Shapes as in depthwise_forward, with OC = C and 3x3 weights; e (or NULL) is applied to each
 // plane while it is in cache on the padded-plane paths (AVX2 or AVX-512), else in one pass at
