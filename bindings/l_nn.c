@@ -1,7 +1,7 @@
 /*
 ** l_nn.c: the 'trl._nn' module: the neural-network ops of core/nn.h for Lua (conv2d,
-** pooling, batch_norm, the inference-only conv2d_bn_act and bn_act, softmax, log_softmax,
-** softmax_xent, dropout). Options come in a table;
+** pooling, batch_norm, the inference-only conv2d_bn_act, bn_act and bottleneck, softmax,
+** log_softmax, softmax_xent, dropout). Options come in a table;
 ** a pair option ({h,w}) also takes one number for both. Dims are 1-based, negatives count from
 ** the end. The layers of trl.gluon.nn are built on these; this module keeps no state.
 */
@@ -207,6 +207,39 @@ static int m_bn_act (lua_State *L) {
   return 1;
 }
 
+// bottleneck(x, {expand, depthwise, project}, {stride=1, residual=false}): each stage a table
+// {w=, b=nil, bn=nil (as conv2d_bn_act's), lo=-inf, hi=inf}; inference only (trl_bottleneck).
+// The stage tables stay on the stack, so their tensors live through the call.
+static int m_bottleneck (lua_State *L) {
+  static const char *names[3] = { "expand", "depthwise", "project" };
+  trl_tensor *x = trl_checktensor(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  trl_bneck_stage st[3];
+  trl_bn_ref bn[3];
+  for (int i = 0; i < 3; i++) {
+    if (lua_geti(L, 2, i + 1) != LUA_TTABLE)
+      luaL_error(L, "bottleneck: stage %d (%s) must be a table, got %s", i + 1, names[i],
+                 luaL_typename(L, -1));
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "w");
+    st[i].w = trl_checktensor(L, -1);
+    lua_getfield(L, t, "b");
+    st[i].b = lua_isnil(L, -1) ? NULL : trl_checktensor(L, -1);
+    st[i].bn = NULL;
+    if (lua_getfield(L, t, "bn") != LUA_TNIL) {
+      checkbn(L, lua_gettop(L), "bottleneck", &bn[i]);
+      st[i].bn = &bn[i];
+    }
+    st[i].lo = (float)optnum(L, t, "bottleneck", "lo", -HUGE_VAL);
+    st[i].hi = (float)optnum(L, t, "bottleneck", "hi", HUGE_VAL);
+  }
+  int stride = optint(L, 3, "bottleneck", "stride", 1);
+  int residual = optbool(L, 3, "residual", 0);
+  TBox *r = trl_newbox(L);
+  trl_check(L, trl_bottleneck(&r->t, x, st, stride, residual));
+  return 1;
+}
+
 static int softmax_like (lua_State *L, int logp) {
   trl_tensor *x = trl_checktensor(L, 1);
   const char *op = logp ? "log_softmax" : "softmax";
@@ -244,7 +277,7 @@ static int m_dropout (lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"conv2d", m_conv2d}, {"max_pool2d", m_max_pool2d}, {"avg_pool2d", m_avg_pool2d},
   {"global_avg_pool2d", m_global_avg_pool2d}, {"batch_norm", m_batch_norm},
-  {"conv2d_bn_act", m_conv2d_bn_act}, {"bn_act", m_bn_act},
+  {"conv2d_bn_act", m_conv2d_bn_act}, {"bn_act", m_bn_act}, {"bottleneck", m_bottleneck},
   {"softmax", m_softmax}, {"log_softmax", m_log_softmax}, {"softmax_xent", m_softmax_xent},
   {"dropout", m_dropout},
   {NULL, NULL}

@@ -144,6 +144,19 @@ trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, tr
 void conv2d_forward_epi (float *out, const float *inp, const float *w, const trl_epilogue *e,
                          float *ws, const trl_conv_geom *g);
 
+// One conv of a bottleneck: its weight, bias (or NULL), predict-mode BatchNorm (or NULL) and
+// clamp [lo, hi] (none: -INFINITY, INFINITY).
+typedef struct { trl_tensor *w, *b; const trl_bn_ref *bn; float lo, hi; } trl_bneck_stage;
+
+// MobileNetV2's LinearBottleneck in inference (bottleneck.c): x (N,C,H,W) -> st[0], a 1x1
+// conv to E channels (weight (E,C,1,1)), st[1], a 3x3 depthwise conv with 'stride' 1 or 2 and
+// pad 1 (weight (E,1,3,3)), st[2], a 1x1 conv to OC channels (weight (OC,E,1,1)), each with
+// its BatchNorm and clamp; with 'residual' (stride 1, OC = C) + x. The same bits as the six
+// ops one by one (conv2d_bn_act three times, then the add), without the E-channel tensors
+// ever going to memory. Inference only, as trl_bn_act.
+trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stage st[3],
+                           int stride, int residual);
+
 /* }================================================================== */
 
 /* {==================================================================

@@ -1026,6 +1026,103 @@ static void test_fused (void) {
   for (int i = 0; i < 8; i++) trl_tensor_release(t[i]);
 }
 
+// A predict-mode BatchNorm over n channels with random statistics (var > 0); release with
+// bn_release.
+static trl_bn_ref bn_rand (int64_t n) {
+  int64_t cs[1] = { n };
+  trl_bn_ref r = { trand(1, cs), trand(1, cs), trand(1, cs), trand(1, cs), 1e-5f };
+  for (int64_t c = 0; c < n; c++) trl_f32(r.var)[c] = 0.5f + fabsf(trl_f32(r.var)[c]);
+  return r;
+}
+
+static void bn_release (trl_bn_ref *r) {
+  trl_tensor_release(r->gamma), trl_tensor_release(r->beta);
+  trl_tensor_release(r->mean), trl_tensor_release(r->var);
+}
+
+// trl_bottleneck against its layers one by one (conv2d_bn_act three times, then the add): the
+// same bits, on 'nt' threads.
+static void bottleneck_case (int B, int C, int H, int W, int E, int OC, int s, int res,
+                             int bias, float lo, float hi, int nt) {
+  float inf = INFINITY;
+  int64_t xs[4] = { B, C, H, W }, w1s[4] = { E, C, 1, 1 }, w2s[4] = { E, 1, 3, 3 };
+  int64_t w3s[4] = { OC, E, 1, 1 }, es[1] = { E };
+  trl_tensor *x = trand(4, xs), *w[3] = { trand(4, w1s), trand(4, w2s), trand(4, w3s) };
+  trl_tensor *b = bias ? trand(1, es) : NULL;
+  trl_bn_ref bn[3] = { bn_rand(E), bn_rand(E), bn_rand(OC) };
+  trl_bneck_stage st[3] = { { w[0], b, &bn[0], lo, hi }, { w[1], NULL, &bn[1], lo, hi },
+                            { w[2], NULL, &bn[2], -inf, inf } };
+  int prev = trl_get_num_threads();
+  trl_set_num_threads(nt);
+  trl_tensor *y = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL, *r = NULL;
+  CHECK_OK(trl_bottleneck(&y, x, st, s, res));
+  trl_conv_params p1 = trl_conv_defaults(), p2 = trl_conv_defaults();
+  p2.stride[0] = p2.stride[1] = s, p2.pad[0] = p2.pad[1] = 1, p2.groups = E;
+  CHECK_OK(trl_conv2d_bn_act(&t1, x, w[0], b, &bn[0], lo, hi, &p1));
+  if (t1) CHECK_OK(trl_conv2d_bn_act(&t2, t1, w[1], NULL, &bn[1], lo, hi, &p2));
+  if (t2) CHECK_OK(trl_conv2d_bn_act(&t3, t2, w[2], NULL, &bn[2], -inf, inf, &p1));
+  if (t3 && res) CHECK_OK(trl_binary(&r, TRL_OP_ADD, t3, x));
+  else r = t3, t3 = NULL;
+  trl_set_num_threads(prev);
+  if (y && r) {
+    int same = y->ndim == 4 && trl_numel(y) == trl_numel(r);
+    for (int i = 0; same && i < 4; i++) same = y->shape[i] == r->shape[i];
+    CHECK(same && maxdiff(y, r, NULL) == 0, "bottleneck B%d C%d %dx%d E%d OC%d s%d res%d "
+          "bias%d %d threads: differs by %g", B, C, H, W, E, OC, s, res, bias, nt,
+          same ? maxdiff(y, r, NULL) : -1.0);
+  }
+  trl_tensor *t[9] = { x, w[0], w[1], w[2], b, y, t1, t2, t3 };
+  for (int i = 0; i < 9; i++) trl_tensor_release(t[i]);
+  trl_tensor_release(r);
+  for (int i = 0; i < 3; i++) bn_release(&bn[i]);
+}
+
+static void test_bottleneck (void) {
+  float inf = INFINITY;
+  for (int nt = 1; nt <= 2; nt++) {
+    // MobileNetV2's shapes (batch 2: by image), one band per image and several (E x W rows
+    // past the band buffer: 96 x 64 and 144 x 56 take 5-7 rows a band), odd maps, maps
+    // narrower than a vector, one row, batch 1 (bands split between threads)
+    bottleneck_case(2, 16, 30, 32, 96, 24, 2, 0, 0, 0, 6, nt);
+    bottleneck_case(2, 24, 56, 56, 144, 24, 1, 1, 0, 0, 6, nt);
+    bottleneck_case(1, 24, 23, 64, 96, 24, 1, 1, 0, 0, 6, nt);
+    bottleneck_case(1, 16, 25, 64, 96, 32, 2, 0, 0, 0, 6, nt);
+    bottleneck_case(3, 160, 7, 7, 960, 160, 1, 1, 0, 0, 6, nt);
+    bottleneck_case(5, 7, 13, 11, 10, 5, 2, 0, 1, 0, inf, nt);
+    bottleneck_case(2, 5, 9, 3, 30, 5, 1, 1, 0, -inf, inf, nt);
+    bottleneck_case(4, 8, 1, 1, 16, 8, 1, 1, 0, 0, 6, nt);
+    bottleneck_case(1, 4, 2, 3, 8, 6, 2, 0, 1, 0, 6, nt);
+    bottleneck_case(3, 6, 17, 2, 12, 6, 2, 0, 0, 0, 6, nt);
+  }
+  // errors name the op and the shapes
+  int64_t xs[4] = { 1, 8, 6, 6 }, w1s[4] = { 16, 8, 1, 1 }, w2s[4] = { 16, 1, 3, 3 };
+  int64_t w3s[4] = { 8, 16, 1, 1 }, bad[4] = { 16, 2, 3, 3 };
+  trl_tensor *x = trand(4, xs), *w1 = trand(4, w1s), *w2 = trand(4, w2s), *w3 = trand(4, w3s);
+  trl_tensor *wb = trand(4, bad), *y = NULL;
+  trl_bneck_stage st[3] = { { w1, NULL, NULL, 0, 6 }, { wb, NULL, NULL, 0, 6 },
+                            { w3, NULL, NULL, -inf, inf } };
+  CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "depthwise") &&
+        contains(trl_errmsg(), "[16,2,3,3]") && contains(trl_errmsg(), "[1,8,6,6]"),
+        "bottleneck bad depthwise weight: %s", trl_errmsg());
+  st[1].w = w2;
+  CHECK(trl_bottleneck(&y, x, st, 2, 1) == TRL_EARG && contains(trl_errmsg(), "shortcut"),
+        "bottleneck shortcut with stride 2: %s", trl_errmsg());
+  CHECK(trl_bottleneck(&y, x, st, 3, 0) == TRL_EARG && contains(trl_errmsg(), "stride"),
+        "bottleneck stride 3: %s", trl_errmsg());
+  st[0].w = w3;   // (8,16,1,1) where (16,8,1,1) belongs
+  CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "expand"),
+        "bottleneck bad expand weight: %s", trl_errmsg());
+  st[0].w = w1;
+  int prev = trl_tape_set(1, 0);
+  CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
+  CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_EARG && contains(trl_errmsg(), "inference only"),
+        "bottleneck while recording: %s", trl_errmsg());
+  trl_tape_set(prev & 1, (prev >> 1) & 1);
+  CHECK(y == NULL, "bottleneck wrote a result on failure");
+  trl_tensor *t[5] = { x, w1, w2, w3, wb };
+  for (int i = 0; i < 5; i++) trl_tensor_release(t[i]);
+}
+
 // trl_batchnorm in training computes the stats, the running stats and the output channel by
 // channel; the same output bits as batchnorm_stats, then batchnorm_forward and the clamp.
 static void bn_train_bits (int B, int C, int S, int clamp) {
@@ -1081,6 +1178,7 @@ int main (void) {
   test_errors();
   test_tape();
   test_fused();
+  test_bottleneck();
   test_bn_train();
   printf("test_nn_ops: %d passed, %d failed\n", passed, failed);
   return failed != 0;

@@ -670,9 +670,9 @@ test('hybridized nets release their intermediates at once, not when the GC runs'
   end
 end)
 
-test('hybridize in inference: Conv-BN-ReLU fused, same outputs; training unchanged', function()
+test('hybridize in inference: Conv-BN-ReLU and bottlenecks fused, same outputs; training unchanged', function()
   local calls = {}
-  local saved = {conv2d_bn_act = N.conv2d_bn_act, bn_act = N.bn_act}
+  local saved = {conv2d_bn_act = N.conv2d_bn_act, bn_act = N.bn_act, bottleneck = N.bottleneck}
   for k, f in pairs(saved) do
     N[k] = function(...) calls[k] = (calls[k] or 0) + 1 return f(...) end
   end
@@ -695,6 +695,8 @@ test('hybridize in inference: Conv-BN-ReLU fused, same outputs; training unchang
       calls = {}
       local fused = net(x)
       assert((calls.conv2d_bn_act or 0) > 0, name .. ': no fused conv')
+      -- MobileNetV2's 17 LinearBottlenecks, each one op
+      assert((calls.bottleneck or 0) == (name == 'mobilenet' and 17 or 0), name .. ': bottlenecks')
       local tol = name == 'seq' and 1e-5 or 0   -- a conv bias rounds differently, else exact
       local d = (fused - plain):abs():max():item()
       assert(d <= tol * plain:abs():max():item(), name .. ': fused differs by ' .. d)
@@ -711,7 +713,8 @@ test('hybridize in inference: Conv-BN-ReLU fused, same outputs; training unchang
         return g
       end
       local gh = grads()
-      assert(calls.conv2d_bn_act == nil and calls.bn_act == nil, name .. ': fused while recording')
+      assert(calls.conv2d_bn_act == nil and calls.bn_act == nil and calls.bottleneck == nil,
+             name .. ': fused while recording')
       net:hybridize(false)
       local gp = grads()
       for k, v in pairs(gp) do assert(gh[k] == v, name .. ': gradient of ' .. k) end

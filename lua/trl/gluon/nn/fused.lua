@@ -117,6 +117,40 @@ function M.bn_act(bn, act, x)
   return bn_clamped(bn, act, x)
 end
 
+-- The stage table of trl._nn.bottleneck for conv -> bn -> act over input channels 'cin', or
+-- nil: conv is a hybridized Conv2D of kernel k (k x k, stride 'stride', pad k // 2, groups 1
+-- or, with 'dw', one per channel), no activation of its own, its weight's shape known; bn a
+-- hybridized BatchNorm over its channels; act nil or a clamp.
+local function stage(conv, bn, act, cin, k, stride, dw)
+  local lo, hi = bounds(act)
+  if not lo or conv == nil or conv._class_name ~= 'Conv2D' or conv.act ~= nil
+      or not M.on(conv) or bn == nil or not M.on(bn) then return nil end
+  local kw, ws = conv._kwargs, conv.weight.shape
+  local groups = dw and cin or 1
+  local function pair(v, want) return v[1] == want and v[2] == want end
+  if #ws ~= 4 or ws[2] * groups ~= cin or ws[3] ~= k or ws[4] ~= k or kw.num_group ~= groups
+      or (dw and ws[1] ~= cin) or not pair(kw.kernel, k) or not pair(kw.stride, stride)
+      or not pair(kw.pad, k // 2) or not pair(kw.dilate, 1) then return nil end
+  local ref = bn_ref(bn, ws[1])
+  if not ref then return nil end
+  local b = conv.bias
+  return {w = conv.weight:data(), b = b and b:data() or nil, bn = ref, lo = lo, hi = hi}
+end
+
+-- bottleneck(blocks, x, stride, shortcut): MobileNetV2's LinearBottleneck body (blocks:
+-- Conv2D 1x1, BatchNorm, clamp, Conv2D 3x3 depthwise, BatchNorm, clamp, Conv2D 1x1,
+-- BatchNorm), plus x with 'shortcut', as one op (trl._nn.bottleneck: the expanded tensors
+-- stay in cache); nil when this call is not an inference call or the blocks do not match.
+function M.bottleneck(blocks, x, stride, shortcut)
+  local shape = x:shape()
+  if #blocks ~= 8 or #shape ~= 4 or (stride ~= 1 and stride ~= 2) then return nil end
+  local e = stage(blocks[1], blocks[2], blocks[3], shape[2], 1, 1, false)
+  local d = e and stage(blocks[4], blocks[5], blocks[6], e.w:shape()[1], 3, stride, true)
+  local p = d and stage(blocks[7], blocks[8], nil, e.w:shape()[1], 1, 1, false)
+  if not p then return nil end
+  return nn_ops().bottleneck(x, {e, d, p}, {stride = stride, residual = shortcut})
+end
+
 -- sequential(blocks, x): the children of a hybridized HybridSequential, in order, with the
 -- runs above fused.
 function M.sequential(blocks, x)

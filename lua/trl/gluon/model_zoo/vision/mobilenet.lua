@@ -51,6 +51,12 @@ function LinearBottleneck:__init(in_channels, channels, t, stride, opts)
 end
 
 function LinearBottleneck:forward(x)
+  if fused.on(self) then   -- inference, hybridized: one op (trl.gluon.nn.fused.bottleneck)
+    local blocks = {}
+    for i, n in ipairs(self.out._child_names) do blocks[i] = self.out._children[n] end
+    local y = fused.bottleneck(blocks, x, self.stride, self.use_shortcut)
+    if y then return y end
+  end
   local out = self.out(x)
   if self.use_shortcut then
     local sum = out + x
