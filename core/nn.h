@@ -156,6 +156,9 @@ typedef struct { trl_tensor *w, *b; const trl_bn_ref *bn; float lo, hi; } trl_bn
 // ever going to memory. Inference only, as trl_bn_act.
 trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stage st[3],
                            int stride, int residual);
+// The most floats of expanded rows a thread's band holds (0: the default, 4 MB); tests set
+// it small to run many bands on small maps. Not while a bottleneck runs.
+void trl_bottleneck_band (size_t floats);
 
 /* }================================================================== */
 

@@ -6,7 +6,7 @@
 ** Run layer by layer at batch 32, the block writes its expanded tensor (6x the input's
 ** channels: 154 MB at 112x112x96) to memory and reads it back twice, and the depthwise
 ** output once more. Here each thread takes an image at a time and walks down it in bands of
-** output rows: the band's expanded rows go to a buffer sized to stay in L2, the depthwise
+** output rows: the band's expanded rows go to a buffer sized to stay in cache, the depthwise
 ** conv reads them there, and the projection writes the block's output rows, so only x and
 ** y cross the memory bus. Consecutive bands share one (stride 2) or two (stride 1) expanded
 ** rows: they are moved to the top of the buffer, not computed again.
@@ -24,8 +24,15 @@
 #include "ops.h"
 #include "tape.h"
 
-// Floats of expanded rows each thread keeps in its band buffer at most (its L2 share).
-#define BAND_FLOATS (48 * 1024)
+// Floats of expanded rows each thread keeps in its band buffer at most: 4 MB, so that both
+// threads' bands and depthwise outputs stay in a 32 MB L3. At batch 32 that is a whole image
+// for every MobileNetV2 block but the 96-channel 112x112 one (two bands). Bands sized for a
+// 512 KB L2 (48K floats) measured slower: 80-86 img/s against 97-119 (bench/NOTES.md 57).
+#define BAND_FLOATS (1024 * 1024)
+
+static size_t band_floats = BAND_FLOATS;
+
+void trl_bottleneck_band (size_t floats) { band_floats = floats ? floats : BAND_FLOATS; }
 
 typedef struct {
   int B, C, H, W, E, OC, OH, OW, s, R, residual;
@@ -121,9 +128,9 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
   k.B = (int)x->shape[0], k.C = (int)C, k.H = (int)x->shape[2], k.W = (int)x->shape[3];
   k.E = (int)E, k.OC = (int)OC, k.s = stride, k.residual = residual;
   k.OH = (k.H - 1) / stride + 1, k.OW = (k.W - 1) / stride + 1;
-  // the largest band of output rows whose expanded rows fit BAND_FLOATS (one row at least)
+  // the largest band of output rows whose expanded rows fit band_floats (one row at least)
   k.R = 1;
-  while (k.R < k.OH && (size_t)k.E * ((k.R * stride + 3) * k.W) <= BAND_FLOATS) k.R++;
+  while (k.R < k.OH && (size_t)k.E * ((k.R * stride + 3) * k.W) <= band_floats) k.R++;
   k.cs = (size_t)((k.R - 1) * stride + 3) * k.W;
   k.dn = (size_t)k.E * k.R * k.OW;
   trl_conv_geom pg = { 0 };
@@ -143,7 +150,8 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
   float *sc = ws + per * nt, *a1 = sc + fold, *a3 = a1 + a1n, *w2 = a3 + a3n;
   trl_tensor *xc = NULL, *y = NULL, *wc[3] = { NULL, NULL, NULL };
   trl_status st_ = TRL_OK;
-  const char *names[3] = { "bottleneck (expand)", "bottleneck (depthwise)", "bottleneck (project)" };
+  const char *names[3] = { "bottleneck (expand)", "bottleneck (depthwise)",
+                           "bottleneck (project)" };
   float *scp = sc;
   for (int i = 0; i < 3 && st_ == TRL_OK; i++) {
     int64_t n = i == 2 ? OC : E;

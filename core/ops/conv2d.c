@@ -576,8 +576,8 @@ void dw3_pad_plane (float *P, const float *x, int PC, int rows, const trl_conv_g
 // Each sum takes its 9 taps in the same order as ever: the same bits.
 static inline __attribute__((always_inline))
 void dw3_tile256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
-                  __m256 bv, const trl_epilogue *e, int clamp, __m256 vs, __m256 vt, __m256 vl,
-                  __m256 vh, int oh, int ow, int nr, int nv, const trl_conv_geom *g) {
+                  __m256 bv, const float *ep, int clamp, int oh, int ow, int nr, int nv,
+                  const trl_conv_geom *g) {
   __m256 acc[2][2];
   _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++)
     _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) acc[r][v] = bv;
@@ -595,9 +595,11 @@ void dw3_tile256 (float *o, const float *P, int PC, size_t odd, int s, const __m
   _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++)
     _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) {
       __m256 a = acc[r][v];
-      if (e) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
-        a = _mm256_fmadd_ps(a, vs, vt);
-        if (clamp) a = _mm256_min_ps(_mm256_max_ps(a, vl), vh);
+      if (ep) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
+        a = _mm256_fmadd_ps(a, _mm256_broadcast_ss(ep), _mm256_broadcast_ss(ep + 1));
+        if (clamp)
+          a = _mm256_min_ps(_mm256_max_ps(a, _mm256_broadcast_ss(ep + 2)),
+                            _mm256_broadcast_ss(ep + 3));
       }
       float *dst = o + (size_t)(oh + r) * g->OW + ow + 8 * v;
       int n = g->OW - ow - 8 * v;
@@ -611,10 +613,12 @@ static inline __attribute__((always_inline))
 void dw3_rows256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
                   __m256 bv, const trl_epilogue *e, const float *next, size_t lines,
                   const trl_conv_geom *g) {
-  float sc = e && e->scale ? e->scale[0] : 1.0f, sh = e && e->shift ? e->shift[0] : 0.0f;
+  // the epilogue's scale, shift and clamp, broadcast from memory where used: 9 weights and
+  // 4 sums take 13 of the 16 registers
+  float ep[4] = { e && e->scale ? e->scale[0] : 1.0f, e && e->shift ? e->shift[0] : 0.0f,
+                  e ? e->lo : 0.0f, e ? e->hi : 0.0f };
   int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
-  __m256 vs = _mm256_set1_ps(sc), vt = _mm256_set1_ps(sh);
-  __m256 vl = _mm256_set1_ps(e ? e->lo : 0.0f), vh = _mm256_set1_ps(e ? e->hi : 0.0f);
+  const float *epp = e ? ep : NULL;
   size_t per_pair = (lines + (g->OH + 1) / 2 - 1) / ((g->OH + 1) / 2), pf = 0;
   for (int oh = 0; oh < g->OH; oh += 2) {
     for (size_t i = 0; i < per_pair && pf < lines; i++, pf++)
@@ -622,10 +626,10 @@ void dw3_rows256 (float *o, const float *P, int PC, size_t odd, int s, const __m
     int two = oh + 1 < g->OH;
     for (int ow = 0; ow < g->OW; ow += 16) {
       int wide = g->OW - ow > 8;
-      if (two && wide) dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 2, 2, g);
-      else if (two) dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 2, 1, g);
-      else if (wide) dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 1, 2, g);
-      else dw3_tile256(o, P, PC, odd, s, wv, bv, e, clamp, vs, vt, vl, vh, oh, ow, 1, 1, g);
+      if (two && wide) dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 2, 2, g);
+      else if (two) dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 2, 1, g);
+      else if (wide) dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 1, 2, g);
+      else dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 1, 1, g);
     }
   }
 }

@@ -1079,10 +1079,14 @@ static void bottleneck_case (int B, int C, int H, int W, int E, int OC, int s, i
 
 static void test_bottleneck (void) {
   float inf = INFINITY;
-  for (int nt = 1; nt <= 2; nt++) {
-    // MobileNetV2's shapes (batch 2: by image), one band per image and several (E x W rows
-    // past the band buffer: 96 x 64 and 144 x 56 take 5-7 rows a band), odd maps, maps
-    // narrower than a vector, one row, batch 1 (bands split between threads)
+  for (int run = 0; run < 8; run++) {
+    int nt = 1 + run % 2;
+    // with the default band (a whole image here) and with bands of 5-7 rows (48K floats:
+    // 96 x 64 and 144 x 56 rows past it), 1-3 rows (8K floats) and one row each (1 float)
+    size_t bands[4] = { 0, 48 * 1024, 8 * 1024, 1 };
+    trl_bottleneck_band(bands[run / 2]);
+    // MobileNetV2's shapes (batch 2: by image), odd maps, maps narrower than a vector, one
+    // row, batch 1 (bands split between threads)
     bottleneck_case(2, 16, 30, 32, 96, 24, 2, 0, 0, 0, 6, nt);
     bottleneck_case(2, 24, 56, 56, 144, 24, 1, 1, 0, 0, 6, nt);
     bottleneck_case(1, 24, 23, 64, 96, 24, 1, 1, 0, 0, 6, nt);
@@ -1094,6 +1098,7 @@ static void test_bottleneck (void) {
     bottleneck_case(1, 4, 2, 3, 8, 6, 2, 0, 1, 0, 6, nt);
     bottleneck_case(3, 6, 17, 2, 12, 6, 2, 0, 0, 0, 6, nt);
   }
+  trl_bottleneck_band(0);
   // errors name the op and the shapes
   int64_t xs[4] = { 1, 8, 6, 6 }, w1s[4] = { 16, 8, 1, 1 }, w2s[4] = { 16, 1, 3, 3 };
   int64_t w3s[4] = { 8, 16, 1, 1 }, bad[4] = { 16, 2, 3, 3 };
