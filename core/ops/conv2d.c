@@ -570,66 +570,69 @@ void dw3_pad_plane (float *P, const float *x, int PC, int rows, const trl_conv_g
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// Output rows [oh, oh + nr) and columns [ow, ow + 8 nv) of a padded plane (nr, nv: 1 or 2,
-// constants after inlining, as is the stride s): nr x nv independent sums, so the FMAs of one
-// wait on the latency of none of the others (one 9-FMA chain at a time measured ~4x slower).
-// Each sum takes its 9 taps in the same order as ever: the same bits.
+// The epilogue (with 'epi': as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v,
+// hi)) and the store of 8 outputs at o: whole where 'whole' (the spill past the row stays in
+// the plane and the next rows overwrite it), else the first n.
 static inline __attribute__((always_inline))
-void dw3_tile256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
-                  __m256 bv, const float *ep, int clamp, int oh, int ow, int nr, int nv,
-                  const trl_conv_geom *g) {
-  __m256 acc[2][2];
-  _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++)
-    _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) acc[r][v] = bv;
-  _Pragma("GCC unroll 3") for (int k = 0; k < 3; k++)
-    _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++) {
-      const float *pr = P + (size_t)((oh + r) * s + k) * PC + ow;
-      _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) {
-        const float *q = pr + 8 * v;
-        const float *q1 = s == 1 ? q + 1 : q + odd, *q2 = s == 1 ? q + 2 : q + 1;
-        acc[r][v] = _mm256_fmadd_ps(wv[3 * k], _mm256_loadu_ps(q), acc[r][v]);
-        acc[r][v] = _mm256_fmadd_ps(wv[3 * k + 1], _mm256_loadu_ps(q1), acc[r][v]);
-        acc[r][v] = _mm256_fmadd_ps(wv[3 * k + 2], _mm256_loadu_ps(q2), acc[r][v]);
-      }
-    }
-  _Pragma("GCC unroll 2") for (int r = 0; r < nr; r++)
-    _Pragma("GCC unroll 2") for (int v = 0; v < nv; v++) {
-      __m256 a = acc[r][v];
-      if (ep) {   // as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v, hi)
-        a = _mm256_fmadd_ps(a, _mm256_broadcast_ss(ep), _mm256_broadcast_ss(ep + 1));
-        if (clamp)
-          a = _mm256_min_ps(_mm256_max_ps(a, _mm256_broadcast_ss(ep + 2)),
-                            _mm256_broadcast_ss(ep + 3));
-      }
-      float *dst = o + (size_t)(oh + r) * g->OW + ow + 8 * v;
-      int n = g->OW - ow - 8 * v;
-      if (n >= 8) _mm256_storeu_ps(dst, a);
-      else _mm256_maskstore_ps(dst, tailmask(n), a);
-    }
+void dw3_put256 (float *o, __m256 a, int epi, int clamp, __m256 vs, __m256 vt, __m256 vl,
+                 __m256 vh, int whole, int n) {
+  if (epi) {
+    a = _mm256_fmadd_ps(a, vs, vt);
+    if (clamp) a = _mm256_min_ps(_mm256_max_ps(a, vl), vh);
+  }
+  if (whole) _mm256_storeu_ps(o, a);
+  else _mm256_maskstore_ps(o, tailmask(n), a);
 }
 
-// The rows of the plane, two at a time, 16 columns at a time (the last ones as they come).
+// The output rows of a padded plane, 8 columns at a time, stride s (a constant after
+// inlining): 9 FMAs from 3 row pointers per vector, weights and the epilogue's constants in
+// registers. Measured against one plane in cache, 2x2 tiles of independent sums ran about
+// twice as slow (register spills; out-of-order execution already overlaps the chains). A
+// row's last vector is stored whole where the spill stays inside the plane (the next rows,
+// computed later, overwrite it): masked stores, ~13 cycles each here, only at the plane's end.
 static inline __attribute__((always_inline))
 void dw3_rows256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
                   __m256 bv, const trl_epilogue *e, const float *next, size_t lines,
                   const trl_conv_geom *g) {
-  // the epilogue's scale, shift and clamp, broadcast from memory where used: 9 weights and
-  // 4 sums take 13 of the 16 registers
-  float ep[4] = { e && e->scale ? e->scale[0] : 1.0f, e && e->shift ? e->shift[0] : 0.0f,
-                  e ? e->lo : 0.0f, e ? e->hi : 0.0f };
+  __m256 w0 = wv[0], w1 = wv[1], w2 = wv[2], w3 = wv[3], w4 = wv[4], w5 = wv[5];
+  __m256 w6 = wv[6], w7 = wv[7], w8 = wv[8];
   int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
-  const float *epp = e ? ep : NULL;
-  size_t per_pair = (lines + (g->OH + 1) / 2 - 1) / ((g->OH + 1) / 2), pf = 0;
-  for (int oh = 0; oh < g->OH; oh += 2) {
-    for (size_t i = 0; i < per_pair && pf < lines; i++, pf++)
+  __m256 vs = _mm256_set1_ps(e && e->scale ? e->scale[0] : 1.0f);
+  __m256 vt = _mm256_set1_ps(e && e->shift ? e->shift[0] : 0.0f);
+  __m256 vl = _mm256_set1_ps(e ? e->lo : 0.0f), vh = _mm256_set1_ps(e ? e->hi : 0.0f);
+  size_t per_row = (lines + g->OH - 1) / g->OH, pf = 0;
+  int OW = g->OW;
+  size_t plane = (size_t)g->OH * OW;
+  for (int oh = 0; oh < g->OH; oh++) {
+    for (size_t i = 0; i < per_row && pf < lines; i++, pf++)
       _mm_prefetch((const char *)next + 64 * pf, _MM_HINT_T1);
-    int two = oh + 1 < g->OH;
-    for (int ow = 0; ow < g->OW; ow += 16) {
-      int wide = g->OW - ow > 8;
-      if (two && wide) dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 2, 2, g);
-      else if (two) dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 2, 1, g);
-      else if (wide) dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 1, 2, g);
-      else dw3_tile256(o, P, PC, odd, s, wv, bv, epp, clamp, oh, ow, 1, 1, g);
+    const float *p0 = P + (size_t)oh * s * PC, *p1 = p0 + PC, *p2 = p1 + PC;
+    float *orow = o + (size_t)oh * OW;
+    for (int ow = 0; ow < OW; ow += 8) {
+      __m256 a = bv;
+      if (s == 1) {
+        a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(p0 + ow), a);
+        a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(p0 + ow + 1), a);
+        a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(p0 + ow + 2), a);
+        a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(p1 + ow), a);
+        a = _mm256_fmadd_ps(w4, _mm256_loadu_ps(p1 + ow + 1), a);
+        a = _mm256_fmadd_ps(w5, _mm256_loadu_ps(p1 + ow + 2), a);
+        a = _mm256_fmadd_ps(w6, _mm256_loadu_ps(p2 + ow), a);
+        a = _mm256_fmadd_ps(w7, _mm256_loadu_ps(p2 + ow + 1), a);
+        a = _mm256_fmadd_ps(w8, _mm256_loadu_ps(p2 + ow + 2), a);
+      } else {   // even columns at p, odd ones at p + odd
+        a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(p0 + ow), a);
+        a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(p0 + odd + ow), a);
+        a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(p0 + ow + 1), a);
+        a = _mm256_fmadd_ps(w3, _mm256_loadu_ps(p1 + ow), a);
+        a = _mm256_fmadd_ps(w4, _mm256_loadu_ps(p1 + odd + ow), a);
+        a = _mm256_fmadd_ps(w5, _mm256_loadu_ps(p1 + ow + 1), a);
+        a = _mm256_fmadd_ps(w6, _mm256_loadu_ps(p2 + ow), a);
+        a = _mm256_fmadd_ps(w7, _mm256_loadu_ps(p2 + odd + ow), a);
+        a = _mm256_fmadd_ps(w8, _mm256_loadu_ps(p2 + ow + 1), a);
+      }
+      dw3_put256(orow + ow, a, e != NULL, clamp, vs, vt, vl, vh,
+                 (size_t)oh * OW + ow + 8 <= plane, OW - ow);
     }
   }
 }
@@ -677,16 +680,18 @@ static void dw3_pad_plane256 (float *P, const float *x, int PC, int rows, const 
 static void dw3_forward_plane256 (float *o, const float *x, const float *w, float bv,
                                   const trl_epilogue *e, int c, float *P, const float *next,
                                   const trl_conv_geom *g) {
-  int s = g->sw, PC = dw3_pad_cols(g), rows = (g->OH - 1) * s + 3;
+  // rows of P: the columns the last vector reads (<= OW rounded up to 8, + 2), to a multiple
+  // of 8 (dw3_pad_cols leaves room for 16-float vectors: at 7x7 twice the copying)
+  int s = g->sw, PC = (g->OW + 7) / 8 * 8 + 8, rows = (g->OH - 1) * s + 3;
   size_t bytes = (size_t)g->H * g->W * sizeof(float);   // the next plane: as plane512
   size_t lines = next && bytes >= 2048 ? (bytes + 63) / 64 : 0;
-  dw3_pad_plane256(P, x, PC, rows, g);
   __m256 wv[9];
   for (int i = 0; i < 9; i++) wv[i] = _mm256_set1_ps(w[i]);
   trl_epilogue ec;   // channel c's scale and shift at index 0
   if (e) ec = (trl_epilogue){ e->scale ? e->scale + c : NULL, e->shift ? e->shift + c : NULL,
                               e->lo, e->hi };
   const trl_epilogue *ep = e ? &ec : NULL;
+  dw3_pad_plane256(P, x, PC, rows, g);
   if (s == 1) dw3_rows256(o, P, PC, 0, 1, wv, _mm256_set1_ps(bv), ep, next, lines, g);
   else dw3_rows256(o, P, PC, (size_t)rows * PC, 2, wv, _mm256_set1_ps(bv), ep, next, lines, g);
 }
