@@ -285,12 +285,14 @@ static void depthwise_backward (float *dinp, float *dw, const float *dout, const
 ** =================================================================== */
 
 // MobileNet's depthwise layers: each plane is a 3x3 stencil over one (H,W) map. With AVX2 or
-// AVX-512 the forward runs on a zero-padded copy of the plane (dw3_forward_plane256/512).
-// Otherwise, and in backward, the interior columns (all three taps inside the row) run 8 outputs at a time
-// with AVX2 + FMA, with no bounds checks (stride 1 ends a row with a masked vector); the
-// border columns and the stride-2 tails take scalar sums with checks. Stride 2 splits a run of
-// 16 input columns into its even and odd columns. Sums are float (the '_ref' kernels sum in
-// double); each plane's sums are exact functions of its data, so threads never change the bits.
+// AVX-512 the forward runs on a zero-padded copy of the plane (dw3_forward_plane256/512); with
+// AVX2 so do the weight gradient (the same copy of x) and the stride-1 data gradient (the
+// forward over padded dout with the kernel turned). Elsewhere the interior columns (all three
+// taps inside the row) run 8 outputs at a time with no bounds checks (stride 1 ends a row
+// with a masked vector); the border columns and the stride-2 tails take scalar sums with
+// checks. Stride 2 splits a run of 16 input columns into its even and odd columns. Sums are
+// float (the '_ref' kernels sum in double); each plane's sums are exact functions of its data,
+// so threads never change the bits.
 
 static int is_dw3 (const trl_conv_geom *g) {
   return g->OC == g->C && g->KH == 3 && g->KW == 3 && g->dh == 1 && g->dw == 1 &&
@@ -572,13 +574,21 @@ void dw3_pad_plane (float *P, const float *x, int PC, int rows, const trl_conv_g
 #if defined(__AVX2__) && defined(__FMA__)
 // The epilogue (with 'epi': as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v,
 // hi)) and the store of 8 outputs at o: whole where 'whole' (the spill past the row stays in
-// the plane and the next rows overwrite it), else the first n.
+// the plane and the next rows overwrite it), else the first n. 'add' (a data gradient): 1
+// stores 0 + a (the bits of a sum onto zeroed memory), 2 adds a to what o holds (a whole
+// store then puts back the spill lanes' own values: the next row has yet to read them).
 static inline __attribute__((always_inline))
 void dw3_put256 (float *o, __m256 a, int epi, int clamp, __m256 vs, __m256 vt, __m256 vl,
-                 __m256 vh, int whole, int n) {
+                 __m256 vh, int whole, int n, int add) {
   if (epi) {
     a = _mm256_fmadd_ps(a, vs, vt);
     if (clamp) a = _mm256_min_ps(_mm256_max_ps(a, vl), vh);
+  }
+  if (add == 1) a = _mm256_add_ps(_mm256_setzero_ps(), a);
+  if (add == 2) {
+    __m256 d = whole ? _mm256_loadu_ps(o) : _mm256_maskload_ps(o, tailmask(n));
+    a = _mm256_add_ps(d, a);
+    if (whole && n < 8) a = _mm256_blendv_ps(d, a, _mm256_castsi256_ps(tailmask(n)));
   }
   if (whole) _mm256_storeu_ps(o, a);
   else _mm256_maskstore_ps(o, tailmask(n), a);
@@ -593,7 +603,7 @@ void dw3_put256 (float *o, __m256 a, int epi, int clamp, __m256 vs, __m256 vt, _
 static inline __attribute__((always_inline))
 void dw3_rows256 (float *o, const float *P, int PC, size_t odd, int s, const __m256 wv[9],
                   __m256 bv, const trl_epilogue *e, const float *next, size_t lines,
-                  const trl_conv_geom *g) {
+                  const trl_conv_geom *g, int add) {
   __m256 w0 = wv[0], w1 = wv[1], w2 = wv[2], w3 = wv[3], w4 = wv[4], w5 = wv[5];
   __m256 w6 = wv[6], w7 = wv[7], w8 = wv[8];
   int clamp = e && (e->lo != -__builtin_inff() || e->hi != __builtin_inff());
@@ -632,7 +642,7 @@ void dw3_rows256 (float *o, const float *P, int PC, size_t odd, int s, const __m
         a = _mm256_fmadd_ps(w8, _mm256_loadu_ps(p2 + ow + 1), a);
       }
       dw3_put256(orow + ow, a, e != NULL, clamp, vs, vt, vl, vh,
-                 (size_t)oh * OW + ow + 8 <= plane, OW - ow);
+                 (size_t)oh * OW + ow + 8 <= plane, OW - ow, add);
     }
   }
 }
@@ -692,8 +702,29 @@ static void dw3_forward_plane256 (float *o, const float *x, const float *w, floa
                               e->lo, e->hi };
   const trl_epilogue *ep = e ? &ec : NULL;
   dw3_pad_plane256(P, x, PC, rows, g);
-  if (s == 1) dw3_rows256(o, P, PC, 0, 1, wv, _mm256_set1_ps(bv), ep, next, lines, g);
-  else dw3_rows256(o, P, PC, (size_t)rows * PC, 2, wv, _mm256_set1_ps(bv), ep, next, lines, g);
+  if (s == 1) dw3_rows256(o, P, PC, 0, 1, wv, _mm256_set1_ps(bv), ep, next, lines, g, 0);
+  else dw3_rows256(o, P, PC, (size_t)rows * PC, 2, wv, _mm256_set1_ps(bv), ep, next, lines, g, 0);
+}
+
+// A stride-1 plane's data gradient is the forward stencil over go padded by 2 - pad with the
+// kernel turned 180 degrees: dx (H,W) (+)= it, run as dw3_forward_plane256 (P: scratch of
+// dw3_bwd_floats(g) floats). Pads up to 2.
+static int dw3_bwd_padded (const trl_conv_geom *g) { return g->sw == 1 && g->ph <= 2 && g->pw <= 2; }
+
+static size_t dw3_bwd_floats (const trl_conv_geom *g) {
+  return (size_t)(g->H + 2) * ((g->W + 7) / 8 * 8 + 8) + 64;
+}
+
+static void dw3_backward_data_plane256 (float *dx, const float *go, const float *w, int write,
+                                        float *P, const trl_conv_geom *g) {
+  trl_conv_geom t = *g;
+  t.H = g->OH, t.W = g->OW, t.OH = g->H, t.OW = g->W, t.ph = 2 - g->ph, t.pw = 2 - g->pw;
+  int PC = (t.OW + 7) / 8 * 8 + 8;
+  dw3_pad_plane256(P, go, PC, t.OH + 2, &t);
+  __m256 wv[9];
+  for (int i = 0; i < 9; i++) wv[i] = _mm256_set1_ps(w[8 - i]);
+  if (write) dw3_rows256(dx, P, PC, 0, 1, wv, _mm256_setzero_ps(), NULL, NULL, 0, &t, 1);
+  else dw3_rows256(dx, P, PC, 0, 1, wv, _mm256_setzero_ps(), NULL, NULL, 0, &t, 2);
 }
 #endif
 
@@ -817,29 +848,112 @@ static void dw3_forward (float *out, const float *inp, const float *w, const flo
 
 // Shapes as in depthwise_backward; dinp/dw may be NULL; with 'write' dinp is written, not
 // accumulated.
+#if defined(__AVX2__) && defined(__FMA__)
+// s9 += the weight gradient of one plane over the forward's padded copy of x (P: scratch of
+// dw3_wgrad_floats(g) floats): 9 sums of taps times go, 8 output columns at a time, no border
+// cases; the go lanes past a row's end are zeroed (the taps there may be real columns).
+static size_t dw3_wgrad_floats (const trl_conv_geom *g) {
+  return (size_t)((g->OH - 1) * g->sh + 3) * ((g->OW + 7) / 8 * 8 + 8) * 2 + 64;
+}
+
+static void dw3_backward_weight_plane256 (double *s9, const float *x, const float *go, float *P,
+                                          const trl_conv_geom *g) {
+  int s = g->sw, OW = g->OW, PC = (OW + 7) / 8 * 8 + 8, rows = (g->OH - 1) * s + 3;
+  size_t odd = s == 1 ? 1 : (size_t)rows * PC, plane = (size_t)g->OH * OW;
+  int t2 = s == 1 ? 2 : 1;   // the third tap's offset (stride 2: the next even column)
+  dw3_pad_plane256(P, x, PC, rows, g);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0;
+  __m256 a7 = a0, a8 = a0;
+  for (int oh = 0; oh < g->OH; oh++) {
+    const float *p0 = P + (size_t)oh * s * PC, *p1 = p0 + PC, *p2 = p1 + PC;
+    const float *gr = go + (size_t)oh * OW;
+    for (int ow = 0; ow < OW; ow += 8) {
+      __m256 gv;
+      if (ow + 8 <= OW) gv = _mm256_loadu_ps(gr + ow);
+      else if ((size_t)oh * OW + ow + 8 <= plane)
+        gv = _mm256_and_ps(_mm256_loadu_ps(gr + ow), _mm256_castsi256_ps(tailmask(OW - ow)));
+      else gv = _mm256_maskload_ps(gr + ow, tailmask(OW - ow));
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(p0 + ow), gv, a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(p0 + odd + ow), gv, a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(p0 + t2 + ow), gv, a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(p1 + ow), gv, a3);
+      a4 = _mm256_fmadd_ps(_mm256_loadu_ps(p1 + odd + ow), gv, a4);
+      a5 = _mm256_fmadd_ps(_mm256_loadu_ps(p1 + t2 + ow), gv, a5);
+      a6 = _mm256_fmadd_ps(_mm256_loadu_ps(p2 + ow), gv, a6);
+      a7 = _mm256_fmadd_ps(_mm256_loadu_ps(p2 + odd + ow), gv, a7);
+      a8 = _mm256_fmadd_ps(_mm256_loadu_ps(p2 + t2 + ow), gv, a8);
+    }
+  }
+  __m256 acc[9] = { a0, a1, a2, a3, a4, a5, a6, a7, a8 };
+  for (int i = 0; i < 9; i++) {
+    float v[8];
+    _mm256_storeu_ps(v, acc[i]);
+    s9[i] += (double)(((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])));
+  }
+}
+#endif
+
+// The data gradient of plane p (channel c): stride 1 through the forward's padded plane where
+// the CPU has AVX2 (P: dw3_bwd_floats scratch), else dw3_backward_data_plane.
+static inline void dw3_data (float *dx, const float *go, const float *w, int write, float *P,
+                             const trl_conv_geom *g) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (P) {
+    dw3_backward_data_plane256(dx, go, w, write, P, g);
+    return;
+  }
+#endif
+  (void)P;
+  dw3_backward_data_plane(dx, go, w, write, g);
+}
+
 static void dw3_backward (float *dinp, float *dw, const float *dout, const float *inp,
                           const float *w, int write, const trl_conv_geom *g) {
-  int HW = g->H * g->W, L = g->OH * g->OW;
+  int HW = g->H * g->W, L = g->OH * g->OW, padded = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  padded = dinp && dw3_bwd_padded(g);
+#endif
+  size_t pn = padded ? dw3_bwd_floats(g) : 0, wn = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  wn = dw ? dw3_wgrad_floats(g) : 0;
+#endif
   int64_t work = (int64_t)g->B * g->C * L;
   if (dinp && !dw) {
-    #pragma omp parallel for schedule(static) if (work > 16384)
-    for (int64_t p = 0; p < (int64_t)g->B * g->C; p++)
-      dw3_backward_data_plane(dinp + (size_t)p * HW, dout + (size_t)p * L,
-                              w + 9 * (p % g->C), write, g);
+    #pragma omp parallel if (work > 16384)
+    {
+      float *P = pn ? trl_alloc(sizeof(float) * pn) : NULL;
+      #pragma omp for schedule(static)
+      for (int64_t p = 0; p < (int64_t)g->B * g->C; p++)
+        dw3_data(dinp + (size_t)p * HW, dout + (size_t)p * L, w + 9 * (p % g->C), write, P, g);
+      if (P) trl_free(P, sizeof(float) * pn);
+    }
   }
   if (dw) {
     // one channel per iteration, its planes summed in batch order: the bits never depend on
     // the thread count or the schedule (a resumed training run must match an unbroken one).
     // The data gradient of each plane comes first, while its 'dout' plane is in cache.
-    #pragma omp parallel for schedule(static) if (work > 16384)
-    for (int c = 0; c < g->C; c++) {
-      double s9[9] = {0};
-      for (int n = 0; n < g->B; n++) {
-        size_t p = (size_t)n * g->C + c;
-        if (dinp) dw3_backward_data_plane(dinp + p * HW, dout + p * L, w + 9 * c, write, g);
-        dw3_backward_weight_plane(s9, inp + p * HW, dout + p * L, g);
+    #pragma omp parallel if (work > 16384)
+    {
+      float *P = pn ? trl_alloc(sizeof(float) * pn) : NULL;
+      float *Q = wn ? trl_alloc(sizeof(float) * wn) : NULL;
+      #pragma omp for schedule(static)
+      for (int c = 0; c < g->C; c++) {
+        double s9[9] = {0};
+        for (int n = 0; n < g->B; n++) {
+          size_t p = (size_t)n * g->C + c;
+          if (dinp) dw3_data(dinp + p * HW, dout + p * L, w + 9 * c, write, P, g);
+#if defined(__AVX2__) && defined(__FMA__)
+          if (Q) {
+            dw3_backward_weight_plane256(s9, inp + p * HW, dout + p * L, Q, g);
+            continue;
+          }
+#endif
+          dw3_backward_weight_plane(s9, inp + p * HW, dout + p * L, g);
+        }
+        for (int i = 0; i < 9; i++) dw[9 * c + i] += (float)s9[i];
       }
-      for (int i = 0; i < 9; i++) dw[9 * c + i] += (float)s9[i];
+      if (P) trl_free(P, sizeof(float) * pn);
+      if (Q) trl_free(Q, sizeof(float) * wn);
     }
   }
 }
