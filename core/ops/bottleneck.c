@@ -12,7 +12,7 @@
 ** rows: they are moved to the top of the buffer, not computed again.
 ** Each step is the kernel the unfused layers run (trl_gemm_packed with the folded BN as its
 ** epilogue, conv2d's depthwise plane), on the same data in the same order: the output has
-** the same bits as the layers run one by one (test_bottleneck checks with memcmp).
+** the same bits as the layers run one by one (test_nn_ops checks that they differ by 0).
 */
 #include <omp.h>
 #include <string.h>
@@ -27,7 +27,7 @@
 // Floats of expanded rows each thread keeps in its band buffer at most: 4 MB, so that both
 // threads' bands and depthwise outputs stay in a 32 MB L3. At batch 32 that is a whole image
 // for every MobileNetV2 block but the 96-channel 112x112 one (two bands). Bands sized for a
-// 512 KB L2 (48K floats) measured slower: 80-86 img/s against 97-119 (bench/NOTES.md 57).
+// 512 KB L2 (48K floats) measured slower: 80-86 img/s against 97-119 (bench/NOTES.md 56).
 #define BAND_FLOATS (1024 * 1024)
 
 static size_t band_floats = BAND_FLOATS;
@@ -116,6 +116,10 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
                     stride, (long long)OC);
   if (x->shape[0] > INT32_MAX || C * x->shape[2] * x->shape[3] > INT32_MAX || E > INT32_MAX)
     return trl_fail(TRL_ESHAPE, "bottleneck: x is too large, %s", trl_tensor_shape_str(xs, x));
+  if (C < 1 || x->shape[2] < 1 || x->shape[3] < 1 || E < 1 || OC < 1)
+    return trl_fail(TRL_ESHAPE, "bottleneck: empty maps or channels: x %s, %lld expanded and "
+                    "%lld output channels", trl_tensor_shape_str(xs, x), (long long)E,
+                    (long long)OC);
   trl_tensor *in[4] = { x, st[0].w, st[1].w, st[2].w };
   if (trl_tape_wants(4, in))
     return trl_fail(TRL_EARG, "bottleneck: inference only, but autograd is recording x %s",
@@ -147,11 +151,11 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
   if (nt < 1) nt = 1;
   size_t per = k.cs * k.E + k.dn + k.pn + 16, fold = (size_t)(2 * E + 2 * E + 2 * OC);
   size_t a1n = trl_gemm_packed_size(k.E, k.C), a3n = trl_gemm_packed_size(k.OC, k.E);
-  size_t total = per * nt + fold + a1n + a3n + (size_t)E * 9;
+  size_t total = per * nt + fold + a1n + a3n;
   float *ws = trl_alloc(total * sizeof(float));
   if (!ws) return trl_fail(TRL_ENOMEM, "bottleneck: out of memory for %zu bytes of scratch (x %s)",
                            total * sizeof(float), trl_tensor_shape_str(xs, x));
-  float *sc = ws + per * nt, *a1 = sc + fold, *a3 = a1 + a1n, *w2 = a3 + a3n;
+  float *sc = ws + per * nt, *a1 = sc + fold, *a3 = a1 + a1n;
   trl_tensor *xc = NULL, *y = NULL, *wc[3] = { NULL, NULL, NULL };
   trl_status st_ = TRL_OK;
   const char *names[3] = { "bottleneck (expand)", "bottleneck (depthwise)",
@@ -177,8 +181,7 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
   if (st_ == TRL_OK) {
     trl_gemm_pack(a1, trl_f32(wc[0]), k.C, k.E, k.C);
     trl_gemm_pack(a3, trl_f32(wc[2]), k.E, k.OC, k.E);
-    memcpy(w2, trl_f32(wc[1]), sizeof(float) * 9 * (size_t)E);
-    k.x = trl_f32(xc), k.y = trl_f32(y), k.a1 = a1, k.a3 = a3, k.w2 = w2;
+    k.x = trl_f32(xc), k.y = trl_f32(y), k.a1 = a1, k.a3 = a3, k.w2 = trl_f32(wc[1]);
     int prev = trl_blas_threads(1);
     if (nt == 1) run_units(&k, 0, units, ws);
     else {

@@ -667,13 +667,15 @@ static void dw3_pad_plane256 (float *P, const float *x, int PC, int rows, const 
   for (int r = 0; r < rows; r++) {
     int ih = r - g->ph;
     float *E = P + (size_t)r * PC, *Od = P + (size_t)(rows + r) * PC;
-    const float *xr = x + (size_t)ih * W;
     if (ih < 0 || ih >= g->H) {
       for (int i = 0; i < PC; i += 8) {
         _mm256_storeu_ps(E + i, _mm256_setzero_ps());
         if (s == 2) _mm256_storeu_ps(Od + i, _mm256_setzero_ps());
       }
-    } else if (s == 1) {
+      continue;
+    }
+    const float *xr = x + (size_t)ih * W;
+    if (s == 1) {
       for (int i = 0; i < PC; i += 8) _mm256_storeu_ps(E + i, dw3_piece(xr, i - g->pw, W));
     } else {
       for (int i = 0; i < PC; i += 8) {   // padded columns 2i .. 2i + 15

@@ -1118,6 +1118,11 @@ static void test_bottleneck (void) {
   CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "expand"),
         "bottleneck bad expand weight: %s", trl_errmsg());
   st[0].w = w1;
+  int64_t es[4] = { 2, 8, 0, 6 };
+  trl_tensor *xe = trand(4, es);
+  CHECK(trl_bottleneck(&y, xe, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "empty") &&
+        contains(trl_errmsg(), "[2,8,0,6]"), "bottleneck empty map: %s", trl_errmsg());
+  trl_tensor_release(xe);
   int prev = trl_tape_set(1, 0);
   CHECK_OK(trl_attach_grad(x, TRL_GRAD_WRITE));
   CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_EARG && contains(trl_errmsg(), "inference only"),
