@@ -575,8 +575,9 @@ void dw3_pad_plane (float *P, const float *x, int PC, int rows, const trl_conv_g
 // The epilogue (with 'epi': as trl_epilogue_row: fmadd, then max(v, lo) (NaN -> lo), min(v,
 // hi)) and the store of 8 outputs at o: whole where 'whole' (the spill past the row stays in
 // the plane and the next rows overwrite it), else the first n. 'add' (a data gradient): 1
-// stores 0 + a (the bits of a sum onto zeroed memory), 2 adds a to what o holds (a whole
-// store then puts back the spill lanes' own values: the next row has yet to read them).
+// stores 0 + a (the bits of a sum onto zeroed memory: a sum that underflowed to -0 becomes
+// +0), 2 adds a to what o holds (a whole store then puts back the spill lanes' own values:
+// the next row has yet to read them).
 static inline __attribute__((always_inline))
 void dw3_put256 (float *o, __m256 a, int epi, int clamp, __m256 vs, __m256 vt, __m256 vl,
                  __m256 vh, int whole, int n, int add) {
