@@ -126,7 +126,8 @@ void trl_epilogue_planes (float *out, const float *inp, const trl_epilogue *e, i
 typedef struct { trl_tensor *gamma, *beta, *mean, *var; float eps; } trl_bn_ref;
 
 // scale/shift (C) of 'bn' after an optional bias b (C): scale = gamma/sqrt(var+eps),
-// shift = beta + (b - mean)*scale; 'op' names the caller in errors about the vectors.
+// shift = beta + (b - mean)*scale; bn NULL: scale 1, shift b (or 0). 'op' names the caller
+// in errors about the vectors.
 trl_status trl_bn_fold (float *scale, float *shift, const trl_bn_ref *bn, const trl_tensor *b,
                         int64_t C, const char *op);
 

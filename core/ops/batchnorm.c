@@ -445,6 +445,11 @@ static float vec_at (const trl_tensor *v, int64_t i) {
 
 trl_status trl_bn_fold (float *scale, float *shift, const trl_bn_ref *bn, const trl_tensor *b,
                         int64_t C, const char *op) {
+  if (!bn) {   // no BatchNorm: scale 1, shift = the bias (or 0)
+    if (b) TRL_TRY(check_fold_vec(op, "bias", b, C));
+    for (int64_t c = 0; c < C; c++) scale[c] = 1.0f, shift[c] = b ? vec_at(b, c) : 0.0f;
+    return TRL_OK;
+  }
   if (!bn->mean || !bn->var)
     return trl_fail(TRL_EARG, "%s: running_mean and running_var are required", op);
   if (!(bn->eps > 0)) return trl_fail(TRL_EARG, "%s: need eps > 0, got %g", op, bn->eps);

@@ -163,14 +163,7 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
   float *scp = sc;
   for (int i = 0; i < 3 && st_ == TRL_OK; i++) {
     int64_t n = i == 2 ? OC : E;
-    if (st[i].bn) st_ = trl_bn_fold(scp, scp + n, st[i].bn, st[i].b, n, names[i]);
-    else {
-      trl_tensor *bc = NULL;
-      if (st[i].b) st_ = trl_tensor_contiguous(&bc, st[i].b);
-      for (int64_t c = 0; st_ == TRL_OK && c < n; c++)
-        scp[c] = 1.0f, scp[n + c] = bc ? trl_f32(bc)[c] : 0.0f;
-      trl_tensor_release(bc);
-    }
+    st_ = trl_bn_fold(scp, scp + n, st[i].bn, st[i].b, n, names[i]);
     k.e[i] = (trl_epilogue){ scp, scp + n, st[i].lo, st[i].hi };
     scp += 2 * n;
   }

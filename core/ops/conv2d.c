@@ -689,13 +689,16 @@ static void dw3_pad_plane256 (float *P, const float *x, int PC, int rows, const 
   }
 }
 
+// Floats per row of an AVX2 padded plane with OW outputs: the columns the last vector reads
+// (<= OW rounded up to 8, + 2), to a multiple of 8 (dw3_pad_cols leaves room for 16-float
+// vectors: at 7x7 twice the copying).
+static int dw3_pc256 (int OW) { return (OW + 7) / 8 * 8 + 8; }
+
 // dw3_forward_plane512 with 8 columns at a time, for CPUs without AVX-512.
 static void dw3_forward_plane256 (float *o, const float *x, const float *w, float bv,
                                   const trl_epilogue *e, int c, float *P, const float *next,
                                   const trl_conv_geom *g) {
-  // rows of P: the columns the last vector reads (<= OW rounded up to 8, + 2), to a multiple
-  // of 8 (dw3_pad_cols leaves room for 16-float vectors: at 7x7 twice the copying)
-  int s = g->sw, PC = (g->OW + 7) / 8 * 8 + 8, rows = (g->OH - 1) * s + 3;
+  int s = g->sw, PC = dw3_pc256(g->OW), rows = (g->OH - 1) * s + 3;
   size_t bytes = (size_t)g->H * g->W * sizeof(float);   // the next plane: as plane512
   size_t lines = next && bytes >= 2048 ? (bytes + 63) / 64 : 0;
   __m256 wv[9];
@@ -715,14 +718,14 @@ static void dw3_forward_plane256 (float *o, const float *x, const float *w, floa
 static int dw3_bwd_padded (const trl_conv_geom *g) { return g->sw == 1 && g->ph <= 2 && g->pw <= 2; }
 
 static size_t dw3_bwd_floats (const trl_conv_geom *g) {
-  return (size_t)(g->H + 2) * ((g->W + 7) / 8 * 8 + 8) + 64;
+  return (size_t)(g->H + 2) * dw3_pc256(g->W) + 64;
 }
 
 static void dw3_backward_data_plane256 (float *dx, const float *go, const float *w, int write,
                                         float *P, const trl_conv_geom *g) {
   trl_conv_geom t = *g;
   t.H = g->OH, t.W = g->OW, t.OH = g->H, t.OW = g->W, t.ph = 2 - g->ph, t.pw = 2 - g->pw;
-  int PC = (t.OW + 7) / 8 * 8 + 8;
+  int PC = dw3_pc256(t.OW);
   dw3_pad_plane256(P, go, PC, t.OH + 2, &t);
   __m256 wv[9];
   for (int i = 0; i < 9; i++) wv[i] = _mm256_set1_ps(w[8 - i]);
@@ -856,12 +859,12 @@ static void dw3_forward (float *out, const float *inp, const float *w, const flo
 // dw3_wgrad_floats(g) floats): 9 sums of taps times go, 8 output columns at a time, no border
 // cases; the go lanes past a row's end are zeroed (the taps there may be real columns).
 static size_t dw3_wgrad_floats (const trl_conv_geom *g) {
-  return (size_t)((g->OH - 1) * g->sh + 3) * ((g->OW + 7) / 8 * 8 + 8) * 2 + 64;
+  return (size_t)((g->OH - 1) * g->sh + 3) * dw3_pc256(g->OW) * 2 + 64;
 }
 
 static void dw3_backward_weight_plane256 (double *s9, const float *x, const float *go, float *P,
                                           const trl_conv_geom *g) {
-  int s = g->sw, OW = g->OW, PC = (OW + 7) / 8 * 8 + 8, rows = (g->OH - 1) * s + 3;
+  int s = g->sw, OW = g->OW, PC = dw3_pc256(OW), rows = (g->OH - 1) * s + 3;
   size_t odd = s == 1 ? 1 : (size_t)rows * PC, plane = (size_t)g->OH * OW;
   int t2 = s == 1 ? 2 : 1;   // the third tap's offset (stride 2: the next even column)
   dw3_pad_plane256(P, x, PC, rows, g);
@@ -1473,15 +1476,7 @@ trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, tr
   if (!sc) return trl_fail(TRL_ENOMEM, "conv2d_bn_act: out of memory for %d channels", g.OC);
   trl_tensor *xc = NULL, *wc = NULL, *y = NULL;
   trl_status st = TRL_OK;
-  if (bn) {
-    st = trl_bn_fold(sc, sc + g.OC, bn, b, g.OC, "conv2d_bn_act");
-  } else {   // no BatchNorm: scale 1, shift = the bias
-    trl_tensor *bc = NULL;
-    if (b) st = trl_tensor_contiguous(&bc, b);
-    for (int c = 0; st == TRL_OK && c < g.OC; c++)
-      sc[c] = 1.0f, sc[g.OC + c] = bc ? trl_f32(bc)[c] : 0.0f;
-    trl_tensor_release(bc);
-  }
+  st = trl_bn_fold(sc, sc + g.OC, bn, b, g.OC, "conv2d_bn_act");
   if (st == TRL_OK) st = trl_tensor_contiguous(&xc, x);
   if (st == TRL_OK) st = trl_tensor_contiguous(&wc, w);
   int64_t shape[4] = { g.B, g.OC, g.OH, g.OW };

@@ -1118,6 +1118,14 @@ static void test_bottleneck (void) {
   CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "expand"),
         "bottleneck bad expand weight: %s", trl_errmsg());
   st[0].w = w1;
+  int64_t b5[1] = { 5 };   // a bias of 5 for 16 expanded channels, no BatchNorm
+  trl_tensor *bb = trand(1, b5);
+  st[0].b = bb;
+  CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "expand") &&
+        contains(trl_errmsg(), "bias") && contains(trl_errmsg(), "[5]"),
+        "bottleneck bad bias: %s", trl_errmsg());
+  st[0].b = NULL;
+  trl_tensor_release(bb);
   int64_t es[4] = { 2, 8, 0, 6 };
   trl_tensor *xe = trand(4, es);
   CHECK(trl_bottleneck(&y, xe, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "empty") &&
