@@ -33,6 +33,8 @@ static int o_sgd_like (lua_State *L, int nesterov) {
   float lr = (float)luaL_checknumber(L, 4), wd = (float)luaL_checknumber(L, 5);
   float rescale = (float)luaL_checknumber(L, 6), momentum = (float)luaL_optnumber(L, 7, 0);
   float clip = (float)luaL_optnumber(L, 8, -1);
+  trl_tensor_touch(w);
+  if (mom) trl_tensor_touch(trl_checktensor(L, 3));
   (nesterov ? trl_nag_update : trl_sgd_update)(trl_f32(w), g, mom, trl_numel(w), lr, wd, rescale,
                                                momentum, clip);
   return 0;
@@ -45,6 +47,9 @@ static int o_adam (lua_State *L) {
   trl_tensor *w = checkweight(L);
   float *g = checkbuf(L, 2, w, "gradient"), *mean = checkbuf(L, 3, w, "adam mean");
   float *var = checkbuf(L, 4, w, "adam var");
+  trl_tensor_touch(w);
+  trl_tensor_touch(trl_checktensor(L, 3));
+  trl_tensor_touch(trl_checktensor(L, 4));
   trl_adam_update(trl_f32(w), g, mean, var, trl_numel(w), (float)luaL_checknumber(L, 5),
                   (float)luaL_checknumber(L, 6), (float)luaL_checknumber(L, 7),
                   (float)luaL_checknumber(L, 8), (float)luaL_checknumber(L, 9),

@@ -617,6 +617,13 @@ static int t_storage_id (lua_State *L) {
   return 1;
 }
 
+// version() -> integer: the storage's stamp (trl_tensor_touch), which every write through
+// the tensor API (set, fill, t[i] = v, optimizer updates, ...) changes.
+static int t_version (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)trl_tensor_stamp(trl_checktensor(L, 1)));
+  return 1;
+}
+
 static int t_release (lua_State *L) {  // __gc and __close
   TBox *b = (TBox *)luaL_checkudata(L, 1, TRL_TENSOR_MT);
   trl_tensor_release(b->t);
@@ -960,6 +967,7 @@ static const luaL_Reg methods[] = {
   {"asscalar", t_asscalar}, {"item", t_asscalar}, {"totable", t_totable}, {"copy", t_copy},
   {"astype", t_astype}, {"contiguous", t_contiguous}, {"is_contiguous", t_is_contiguous},
   {"fill", t_fill}, {"set", t_set}, {"detach", t_detach}, {"storage_id", t_storage_id},
+  {"version", t_version},
   {"attach_grad", t_attach_grad}, {"backward", t_backward}, {"release", t_release},
   {NULL, NULL}
 };

@@ -54,6 +54,7 @@ trl_status trl_random_uniform (trl_tensor *t, trl_rng *r, double lo, double hi) 
   TRL_TRY(check_f32("random.uniform", t));
   if (!(lo <= hi)) return trl_fail(TRL_EARG, "random.uniform: low %g above high %g", lo, hi);
   int64_t n = trl_numel(t);
+  trl_tensor_touch(t);
   for (int64_t i = 0; i < n; i++) trl_set(t, i, lo + (hi - lo) * trl_rng_uniform01(r));
   return TRL_OK;
 }
@@ -62,6 +63,7 @@ trl_status trl_random_normal (trl_tensor *t, trl_rng *r, double mean, double std
   TRL_TRY(check_f32("random.normal", t));
   if (!(std >= 0)) return trl_fail(TRL_EARG, "random.normal: negative scale %g", std);
   int64_t n = trl_numel(t);
+  trl_tensor_touch(t);
   for (int64_t i = 0; i < n; i++) trl_set(t, i, mean + std * trl_rng_normal01(r));
   return TRL_OK;
 }

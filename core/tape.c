@@ -186,6 +186,7 @@ static trl_status run_backward (trl_tensor *y, const trl_tensor *head, int retai
     qsort(nodes.v, (size_t)nodes.n, sizeof *nodes.v, by_seq_desc);
     for (int i = 0; i < leaves.n; i++) {
       trl_tensor *t = (trl_tensor *)leaves.v[i];
+      if (t->grad) trl_tensor_touch(t->grad);   // every leaf's gradient is written below
       if (t->grad_req == TRL_GRAD_WRITE) memset(trl_data(t->grad), 0, (size_t)trl_numel(t) * 4);
     }
     trl_node *root = y->node;

@@ -12,6 +12,7 @@
 
 static atomic_long live_tensors;
 static atomic_size_t storage_bytes;
+static _Atomic uint64_t stamps;   // the last stamp handed out
 
 static const size_t dtype_sizes[TRL_NDTYPE] = {4, 8, 1};
 static const char *const dtype_names[TRL_NDTYPE] = {"float32", "int64", "uint8"};
@@ -39,9 +40,19 @@ trl_status trl_storage_new (trl_storage **out, size_t nbytes) {
   }
   atomic_init(&s->refs, 1);
   s->nbytes = nbytes;
+  atomic_init(&s->stamp, atomic_fetch_add_explicit(&stamps, 1, memory_order_relaxed) + 1);
   atomic_fetch_add(&storage_bytes, nbytes);
   *out = s;
   return TRL_OK;
+}
+
+uint64_t trl_tensor_stamp (const trl_tensor *t) {
+  return atomic_load_explicit(&t->storage->stamp, memory_order_relaxed);
+}
+
+void trl_tensor_touch (trl_tensor *t) {
+  uint64_t v = atomic_fetch_add_explicit(&stamps, 1, memory_order_relaxed) + 1;
+  atomic_store_explicit(&t->storage->stamp, v, memory_order_relaxed);
 }
 
 void trl_storage_retain (trl_storage *s) { atomic_fetch_add(&s->refs, 1); }
@@ -230,7 +241,7 @@ trl_status trl_tensor_alias (trl_tensor **out, trl_tensor *t) {
 }
 
 // The storage of every stub: no bytes, never freed (its count starts at 1 and stays above 0).
-static trl_storage empty_storage = {1, 0, NULL};
+static trl_storage empty_storage = {1, 0, NULL, 0};
 
 trl_status trl_tensor_stub (trl_tensor **out, trl_tensor *t) {
   TRL_TRY(new_header(out, &empty_storage, t->dtype));
@@ -487,6 +498,7 @@ trl_status trl_broadcast_shape (const char *op, const trl_tensor *a, const trl_t
 trl_status trl_copy_into (trl_tensor *dst, const trl_tensor *src) {
   int64_t n = trl_numel(dst);
   int nd = dst->ndim;
+  trl_tensor_touch(dst);
   if (src->dtype == dst->dtype && trl_is_contiguous(dst) && trl_is_contiguous(src) &&
       trl_same_shape(dst, src)) {
     memmove(trl_data(dst), trl_data(src), (size_t)n * trl_dtype_size(dst->dtype));
@@ -556,6 +568,7 @@ trl_status trl_tensor_reshape (trl_tensor **out, trl_tensor *t, int ndim, const 
 
 void trl_fill (trl_tensor *t, double v) {
   int64_t n = trl_numel(t);
+  trl_tensor_touch(t);
   if (trl_is_contiguous(t) && t->dtype == TRL_F32) {
     float *p = trl_f32(t), f = (float)v;
     for (int64_t i = 0; i < n; i++) p[i] = f;

@@ -23,6 +23,7 @@ typedef struct trl_storage {
   atomic_int refs;
   size_t nbytes;
   void *data;                  // 64-byte aligned, owned
+  _Atomic uint64_t stamp;      // see trl_tensor_touch
 } trl_storage;
 
 struct trl_node;               // autograd node, see tape.h
@@ -67,6 +68,16 @@ trl_status trl_tensor_from_bytes (trl_tensor **out, trl_dtype dt, int ndim, cons
                                   const void *src);
 void trl_tensor_retain (trl_tensor *t);
 void trl_tensor_release (trl_tensor *t);              // NULL is fine
+
+// Stamps: every storage gets one from a single counter when it is made, and a new one from
+// each function that writes into a tensor it did not make (trl_copy_into, trl_fill,
+// trl_random_*, BatchNorm's running statistics, backward for the leaves' gradients, the
+// optimizer bindings; any code that writes through trl_data calls trl_tensor_touch). The same
+// storage with the same stamp holds the same bytes, so what is derived from a tensor (a
+// conv's prepacked weight) can be kept until the stamp moves. trl_set is the element loop of
+// those writers and does not stamp.
+uint64_t trl_tensor_stamp (const trl_tensor *t);
+void trl_tensor_touch (trl_tensor *t);
 
 // Number of tensor headers alive (for leak tests) and bytes of storage allocated.
 long trl_tensor_live (void);

@@ -359,11 +359,13 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
   if ((st = trl_tensor_empty_like(&y, xc)) != TRL_OK) goto done;
   float *mu = trl_f32(mean), *is = trl_f32(invstd);
   float *rm = trl_f32(running_mean), *rv = trl_f32(running_var);
-  if (info.training)
+  if (info.training) {
+    trl_tensor_touch(running_mean);
+    trl_tensor_touch(running_var);
     bn_train_forward(trl_f32(y), trl_f32(xc), mu, is, rm, rv, gc ? trl_f32(gc) : NULL,
                      bc ? trl_f32(bc) : NULL, p->momentum, p->eps, info.B, C, info.S,
                      info.clamp, info.lo, info.hi);
-  else {
+  } else {
     for (int c = 0; c < C; c++) mu[c] = rm[c], is[c] = 1.0f / sqrtf(rv[c] + p->eps);
     bn_forward(trl_f32(y), trl_f32(xc), mu, is, gc ? trl_f32(gc) : NULL,
                bc ? trl_f32(bc) : NULL, info.B, C, info.S, info.clamp, info.lo, info.hi);

@@ -120,6 +120,47 @@ test('views share storage', function()
   assert(a:astype('int64'):dtype() == 'int64')
 end)
 
+test('version: every write through the tensor API moves it, reads do not', function()
+  local N, O = require 'trl._nn', require 'trl._optim'
+  local a = nd.arange(12):reshape{3, 4}
+  local v = a:version()
+  assert(math.type(v) == 'integer')
+  local function moved(what, f)
+    local before = a:version()
+    f()
+    assert(a:version() ~= before, what .. ': version did not move')
+    assert(a:transpose():version() == a:version(), what .. ': a view sees another version')
+  end
+  local r = a + 1
+  local _ = a:sum(), a:transpose():copy(), a[2], a:totable(), a:reshape{12}
+  assert(a:version() == v, 'reads moved the version')
+  assert(r:version() ~= v and nd.zeros{3, 4}:version() ~= a:version())
+  moved('fill', function() a:fill(2) end)
+  moved('set(number)', function() a:set(3) end)
+  moved('set(tensor)', function() a:set(nd.ones{3, 4}) end)
+  moved('t[i] = number', function() a[2] = 5 end)
+  moved('t[{i, j}] = tensor on a view', function() a:transpose()[{1, {1, 2}}] = nd.zeros{2} end)
+  local g = nd.ones{3, 4}
+  moved('sgd', function() O.sgd(a, g, nil, 0.1, 0, 1) end)
+  local m, s2 = nd.zeros{3, 4}, nd.zeros{3, 4}
+  moved('adam', function() O.adam(a, g, m, s2, 0.1, 0, 1, 0.9, 0.999, 1e-8) end)
+  -- BatchNorm's running statistics in training; gradients in backward
+  local x = nd.random.uniform(-1, 1, {4, 3, 2, 2})
+  local mean, var = nd.zeros{3}, nd.ones{3}
+  local vm, vv = mean:version(), var:version()
+  N.batch_norm(x, nil, nil, mean, var, {training = true})
+  assert(mean:version() ~= vm and var:version() ~= vv, 'running statistics')
+  vm = mean:version()
+  N.batch_norm(x, nil, nil, mean, var, {training = false})
+  assert(mean:version() == vm, 'predict mode wrote the running mean')
+  local w = nd.ones{3}
+  w:attach_grad()
+  autograd.record(function() (w * 2):sum():backward() end)
+  local vg = w.grad:version()
+  autograd.record(function() (w * 3):sum():backward() end)
+  assert(w.grad:version() ~= vg, 'backward wrote the gradient')
+end)
+
 test('matmul and friends', function()
   local a = nd.array{{1, 2, 3}, {4, 5, 6}}
   local b = nd.array{{1, 2}, {3, 4}, {5, 6}}
