@@ -173,9 +173,72 @@ static void checkbn (lua_State *L, int idx, const char *op, trl_bn_ref *bn) {
   lua_pop(L, 1);
 }
 
-// conv2d_bn_act(x, w, b_or_nil, bn_or_nil, {stride=, pad=, dilation=, groups=, lo=, hi=}):
-// inference only; bn = {gamma=, beta=, mean=, var=, eps=1e-5}; the output is clamped to
-// [lo, hi] (defaults -inf, inf; ReLU: lo = 0).
+/* {==================================================================
+** Conv packs: conv_pack() -> a pack (core/nn.h) for conv2d_bn_act's and bottleneck's 'pack'
+** option; pack:bytes(), pack:builds(), pack:clear(). Freed by the collector.
+** =================================================================== */
+
+#define PACK_MT "trl.conv_pack"
+
+static trl_conv_pack **checkpack (lua_State *L, int idx) {
+  return (trl_conv_pack **)luaL_checkudata(L, idx, PACK_MT);
+}
+
+// The 'pack' option of the table at 'idx', or NULL.
+static trl_conv_pack *optpack (lua_State *L, int idx, const char *op) {
+  trl_conv_pack *p = NULL;
+  if (optfield(L, idx, "pack") != LUA_TNIL) {
+    trl_conv_pack **u = luaL_testudata(L, -1, PACK_MT);
+    if (!u) luaL_error(L, "%s: option 'pack' must be a conv pack (trl._nn.conv_pack()), got %s",
+                       op, luaL_typename(L, -1));
+    p = *u;
+  }
+  lua_pop(L, 1);
+  return p;
+}
+
+static int m_conv_pack (lua_State *L) {
+  trl_conv_pack **u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = NULL;
+  luaL_setmetatable(L, PACK_MT);
+  if (!(*u = trl_conv_pack_new())) luaL_error(L, "conv_pack: out of memory");
+  return 1;
+}
+
+static int pack_gc (lua_State *L) {
+  trl_conv_pack **u = checkpack(L, 1);
+  trl_conv_pack_free(*u);
+  *u = NULL;
+  return 0;
+}
+
+static int pack_clear (lua_State *L) {
+  trl_conv_pack_clear(*checkpack(L, 1));
+  return 0;
+}
+
+static int pack_bytes (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)trl_conv_pack_bytes(*checkpack(L, 1)));
+  return 1;
+}
+
+static int pack_builds (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)trl_conv_pack_builds(*checkpack(L, 1)));
+  return 1;
+}
+
+static int pack_tostring (lua_State *L) {
+  trl_conv_pack *p = *checkpack(L, 1);
+  lua_pushfstring(L, "conv_pack: %d bytes, %d builds", (int)trl_conv_pack_bytes(p),
+                  (int)trl_conv_pack_builds(p));
+  return 1;
+}
+
+/* }================================================================== */
+
+// conv2d_bn_act(x, w, b_or_nil, bn_or_nil, {stride=, pad=, dilation=, groups=, lo=, hi=,
+// pack=}): inference only; bn = {gamma=, beta=, mean=, var=, eps=1e-5}; the output is clamped
+// to [lo, hi] (defaults -inf, inf; ReLU: lo = 0); 'pack' keeps w's packed form (conv_pack).
 static int m_conv2d_bn_act (lua_State *L) {
   trl_tensor *x = trl_checktensor(L, 1), *w = trl_checktensor(L, 2), *b = opttensor(L, 3);
   trl_bn_ref bn = { 0 };
@@ -190,8 +253,9 @@ static int m_conv2d_bn_act (lua_State *L) {
     luaL_error(L, "conv2d_bn_act: option 'groups' is %d, must be at least 1", p.groups);
   float lo = (float)optnum(L, 5, "conv2d_bn_act", "lo", -HUGE_VAL);
   float hi = (float)optnum(L, 5, "conv2d_bn_act", "hi", HUGE_VAL);
+  trl_conv_pack *pack = optpack(L, 5, "conv2d_bn_act");
   TBox *r = trl_newbox(L);
-  trl_check(L, trl_conv2d_bn_act(&r->t, x, w, b, has_bn ? &bn : NULL, lo, hi, &p));
+  trl_check(L, trl_conv2d_bn_act(&r->t, x, w, b, has_bn ? &bn : NULL, lo, hi, &p, pack));
   return 1;
 }
 
@@ -208,7 +272,8 @@ static int m_bn_act (lua_State *L) {
 }
 
 // bottleneck(x, {expand, depthwise, project}, {stride=1, residual=false}): each stage a table
-// {w=, b=nil, bn=nil (as conv2d_bn_act's), lo=-inf, hi=inf}; inference only (trl_bottleneck).
+// {w=, b=nil, bn=nil (as conv2d_bn_act's), lo=-inf, hi=inf, pack=nil (the 1x1 stages use
+// it)}; inference only (trl_bottleneck).
 // The stage tables stay on the stack, so their tensors live through the call.
 static int m_bottleneck (lua_State *L) {
   static const char *names[3] = { "expand", "depthwise", "project" };
@@ -232,6 +297,7 @@ static int m_bottleneck (lua_State *L) {
     }
     st[i].lo = (float)optnum(L, t, "bottleneck", "lo", -HUGE_VAL);
     st[i].hi = (float)optnum(L, t, "bottleneck", "hi", HUGE_VAL);
+    st[i].pack = optpack(L, t, "bottleneck");
   }
   int stride = optint(L, 3, "bottleneck", "stride", 1);
   int residual = optbool(L, 3, "residual", 0);
@@ -279,11 +345,23 @@ static const luaL_Reg funcs[] = {
   {"global_avg_pool2d", m_global_avg_pool2d}, {"batch_norm", m_batch_norm},
   {"conv2d_bn_act", m_conv2d_bn_act}, {"bn_act", m_bn_act}, {"bottleneck", m_bottleneck},
   {"softmax", m_softmax}, {"log_softmax", m_log_softmax}, {"softmax_xent", m_softmax_xent},
-  {"dropout", m_dropout},
+  {"dropout", m_dropout}, {"conv_pack", m_conv_pack},
   {NULL, NULL}
 };
 
+static const luaL_Reg pack_methods[] = {
+  {"clear", pack_clear}, {"bytes", pack_bytes}, {"builds", pack_builds}, {NULL, NULL}
+};
+
 int luaopen_trl_nn (lua_State *L) {
+  luaL_newmetatable(L, PACK_MT);
+  lua_pushcfunction(L, pack_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, pack_tostring);
+  lua_setfield(L, -2, "__tostring");
+  luaL_newlib(L, pack_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;
 }

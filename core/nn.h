@@ -136,18 +136,35 @@ trl_status trl_bn_fold (float *scale, float *shift, const trl_bn_ref *bn, const 
 trl_status trl_bn_act (trl_tensor **out, trl_tensor *x, const trl_bn_ref *bn, float lo,
                        float hi);
 
+// A conv pack keeps a conv's weight in the forms its forward makes of it (packed into GEMM
+// panels, or Winograd-transformed: 4x the weight's floats), so that inference does not redo
+// that on every call. Its content is tied to the weight's storage and stamp (tensor.h): any
+// write through the tensor API, or another weight, makes it rebuild on the next call.
+typedef struct trl_conv_pack trl_conv_pack;
+trl_conv_pack *trl_conv_pack_new (void);             // NULL when out of memory
+void trl_conv_pack_clear (trl_conv_pack *p);        // frees what it holds; p stays usable
+void trl_conv_pack_free (trl_conv_pack *p);         // NULL is fine
+size_t trl_conv_pack_bytes (const trl_conv_pack *p);
+long trl_conv_pack_builds (const trl_conv_pack *p);   // forms made so far
+
 // conv2d, then (bn may be NULL) predict-mode BatchNorm, then the clamp, with the affine and
 // clamp applied to each chunk of output while it is in cache. Inference only, as trl_bn_act.
+// With 'pack' (or NULL) the weight's packed form comes from there.
 trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tensor *b,
                               const trl_bn_ref *bn, float lo, float hi,
-                              const trl_conv_params *p);
+                              const trl_conv_params *p, trl_conv_pack *pack);
 // conv2d_forward with an epilogue instead of a bias (e may be NULL: no epilogue, no bias).
 void conv2d_forward_epi (float *out, const float *inp, const float *w, const trl_epilogue *e,
                          float *ws, const trl_conv_geom *g);
 
-// One conv of a bottleneck: its weight, bias (or NULL), predict-mode BatchNorm (or NULL) and
-// clamp [lo, hi] (none: -INFINITY, INFINITY).
-typedef struct { trl_tensor *w, *b; const trl_bn_ref *bn; float lo, hi; } trl_bneck_stage;
+// One conv of a bottleneck: its weight, bias (or NULL), predict-mode BatchNorm (or NULL),
+// clamp [lo, hi] (none: -INFINITY, INFINITY) and pack (or NULL; the 1x1 stages use it).
+typedef struct {
+  trl_tensor *w, *b;
+  const trl_bn_ref *bn;
+  float lo, hi;
+  trl_conv_pack *pack;
+} trl_bneck_stage;
 
 // MobileNetV2's LinearBottleneck in inference (bottleneck.c): x (N,C,H,W) -> st[0], a 1x1
 // conv to E channels (weight (E,C,1,1)), st[1], a 3x3 depthwise conv with 'stride' 1 or 2 and

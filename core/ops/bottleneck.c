@@ -171,10 +171,18 @@ trl_status trl_bottleneck (trl_tensor **out, trl_tensor *x, const trl_bneck_stag
   if (st_ == TRL_OK) st_ = trl_tensor_contiguous(&xc, x);
   int64_t shape[4] = { k.B, OC, k.OH, k.OW };
   if (st_ == TRL_OK) st_ = trl_tensor_empty(&y, TRL_F32, 4, shape);
+  const float *ap[2] = { a1, a3 };   // the packed 1x1 weights: from the stages' packs or here
+  for (int i = 0; i < 2 && st_ == TRL_OK; i++) {
+    const trl_bneck_stage *q = &st[2 * i];
+    trl_conv_geom pw = { 0 };
+    pw.OC = i ? k.OC : k.E, pw.C = i ? k.E : k.C, pw.KH = pw.KW = 1, pw.G = 1;
+    if (!q->pack) trl_gemm_pack(i ? a3 : a1, trl_f32(wc[2 * i]), pw.C, pw.OC, pw.C);
+    else if (!(ap[i] = conv_pack_get(q->pack, q->w, wc[2 * i], CONV_FORM_GEMM, &pw)))
+      st_ = trl_fail(TRL_ENOMEM, "%s: out of memory prepacking weight %s", names[2 * i],
+                     trl_tensor_shape_str(xs, q->w));
+  }
   if (st_ == TRL_OK) {
-    trl_gemm_pack(a1, trl_f32(wc[0]), k.C, k.E, k.C);
-    trl_gemm_pack(a3, trl_f32(wc[2]), k.E, k.OC, k.E);
-    k.x = trl_f32(xc), k.y = trl_f32(y), k.a1 = a1, k.a3 = a3, k.w2 = trl_f32(wc[1]);
+    k.x = trl_f32(xc), k.y = trl_f32(y), k.a1 = ap[0], k.a3 = ap[1], k.w2 = trl_f32(wc[1]);
     int prev = trl_blas_threads(1);
     if (nt == 1) run_units(&k, 0, units, ws);
     else {

@@ -1027,7 +1027,25 @@ static int wino_threads (void) {
 // The weight gradient by F(4x4,3x3) too (4x fewer GEMM flops than im2col + GEMM).
 static int use_wino_wgrad (const trl_conv_geom *g) {
   const char *e = getenv("TRL_CONV_WINOGRAD_WGRAD");
-  return use_winograd(g) && winograd_variant(g) == 4 && !(e && e[0] == '0');
+  return use_winograd(g) && winograd_variant(g, 0) == 4 && !(e && e[0] == '0');
+}
+
+int conv_weight_form (const trl_conv_geom *g, int packed) {
+  const char *e = getenv("TRL_CONV_WINOGRAD");
+  if (!(e && e[0] == '0') && winograd_variant(g, packed) == 4) return CONV_FORM_WINO4;
+  if (conv_kind(g) == DEPTHWISE || use_winograd(g)) return CONV_FORM_NONE;   // F(2x2): its own
+  return CONV_FORM_GEMM;
+}
+
+// Floats of scratch forward() needs; 'packed': the weight comes prepared (conv_weight_form).
+static size_t forward_workspace (const trl_conv_geom *g, int packed) {
+  int form = packed ? conv_weight_form(g, 1) : CONV_FORM_NONE;
+  if (form == CONV_FORM_WINO4) return wino4_workspace(g, wino_threads(), 1);
+  if (form == CONV_FORM_GEMM) {
+    plan p = make_plan(g);
+    return (size_t)p.nt * (p.col + p.tmp);
+  }
+  return conv2d_workspace(g);
 }
 
 size_t conv2d_workspace (const trl_conv_geom *g) {
@@ -1187,6 +1205,18 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
   }
 }
 
+// wp (g->G * trl_gemm_packed_size(OCg, K) floats) = w (OC,C/G,KH,KW) packed by group for
+// trl_gemm_packed: what forward_range reads. (trl's GEMM takes one image's 196 or 784
+// columns about as fast as several images' (OpenBLAS did not), so forward writes each image's
+// output in place, epilogue applied, with no copies; 7x7 maps (49 columns, a third of the last
+// 32-column panel idle) stay batched.)
+static void gemm_weights (float *wp, const float *w, const trl_conv_geom *g) {
+  int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
+  size_t wpk = trl_gemm_packed_size(OCg, K);
+  for (int grp = 0; grp < g->G; grp++)
+    trl_gemm_pack(wp + (size_t)grp * wpk, w + (size_t)grp * OCg * K, K, OCg, K);
+}
+
 // Threads split the batch: each runs im2col and single-threaded GEMMs on its own images, so
 // the copies run in parallel and no two thread pools compete for the cores (an OpenMP team
 // spinning between OpenBLAS-threaded GEMMs measured 1.5-4x slower on 2 cores). Chunks of
@@ -1202,10 +1232,16 @@ static void backward_range (float *dinp, float *dwt, const float *dout, const fl
 #define TEAM_END } trl_blas_threads(prev_);
 
 // out is (B,OC,OH,OW), inp is (B,C,H,W), w is (OC,C/G,KH,KW), b is (OC) or NULL, e an
-// epilogue or NULL (not both); ws holds conv2d_workspace(g) floats.
-static void forward (float *out, const float *inp, const float *w, const float *b,
-                     const trl_epilogue *e, float *ws, const trl_conv_geom *g) {
-  if (use_winograd(g)) {   // the epilogue in the output transform
+// epilogue or NULL (not both); ws holds conv2d_workspace(g) floats. wpre, when not NULL, is
+// w already in conv_weight_form(g, 1) (a conv pack's), and ws holds forward_workspace(g, 1).
+static void forward (float *out, const float *inp, const float *w, const float *wpre,
+                     const float *b, const trl_epilogue *e, float *ws, const trl_conv_geom *g) {
+  int form = wpre ? conv_weight_form(g, 1) : CONV_FORM_NONE;
+  if (form == CONV_FORM_WINO4) {
+    wino4_conv(out, inp, w, wpre, b, e, 0, 0, ws, wino_threads(), g);
+    return;
+  }
+  if (!wpre && use_winograd(g)) {   // the epilogue in the output transform
     winograd_conv(out, inp, w, b, e, 0, 0, ws, wino_threads(), g);
     return;
   }
@@ -1218,14 +1254,13 @@ static void forward (float *out, const float *inp, const float *w, const float *
     return;
   }
   plan p = make_plan(g);
-  int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
-  float *wp = ws + (size_t)p.nt * (p.col + p.tmp);
-  // trl's GEMM takes one image's 196 or 784 columns about as fast as several images' (OpenBLAS
-  // did not), so with it each image's output is written in place, epilogue applied, with no
-  // copies; 7x7 maps (49 columns, a third of the last 32-column panel idle) stay batched
-  if (trl_gemm_mr(OCg) > 1 && g->OH * g->OW >= 128) p.nb = 1;
-  for (int grp = 0; grp < g->G; grp++)
-    trl_gemm_pack(wp + (size_t)grp * p.wpk, w + (size_t)grp * OCg * K, K, OCg, K);
+  if (trl_gemm_mr(g->OC / g->G) > 1 && g->OH * g->OW >= 128) p.nb = 1;
+  const float *wp = wpre;
+  if (!wp) {
+    float *pk = ws + (size_t)p.nt * (p.col + p.tmp);
+    gemm_weights(pk, w, g);
+    wp = pk;
+  }
   if (p.nt == 1) {
     forward_range(out, inp, wp, b, e, 0, g->B, ws, ws + p.col, &p, g);
     return;
@@ -1239,12 +1274,12 @@ static void forward (float *out, const float *inp, const float *w, const float *
 
 void conv2d_forward (float *out, const float *inp, const float *w, const float *b, float *ws,
                      const trl_conv_geom *g) {
-  forward(out, inp, w, b, NULL, ws, g);
+  forward(out, inp, w, NULL, b, NULL, ws, g);
 }
 
 void conv2d_forward_epi (float *out, const float *inp, const float *w, const trl_epilogue *e,
                          float *ws, const trl_conv_geom *g) {
-  forward(out, inp, w, NULL, e, ws, g);
+  forward(out, inp, w, NULL, NULL, e, ws, g);
 }
 
 // dinp is (B,C,H,W), dw is (OC,C/G,KH,KW), db is (OC), each may be NULL; dout is (B,OC,OH,OW);
@@ -1459,9 +1494,87 @@ done:
   return st;
 }
 
+/* }================================================================== */
+
+/* {==================================================================
+** Prepacked weights
+** =================================================================== */
+
+// One form of one weight: the key is the weight's storage and stamp (the bytes), its view
+// and the layout of the form (groups, the GEMM's panel height); the storage pointer is only
+// compared, never followed.
+typedef struct {
+  const void *src;
+  uint64_t stamp;
+  int64_t off, shape[4], stride[4];
+  int groups, mr;
+  float *buf;
+  size_t n;   // floats in buf
+} pack_slot;
+
+struct trl_conv_pack {
+  pack_slot slot[2];   // CONV_FORM_GEMM - 1, CONV_FORM_WINO4 - 1
+  long builds;
+};
+
+trl_conv_pack *trl_conv_pack_new (void) { return calloc(1, sizeof(trl_conv_pack)); }
+
+void trl_conv_pack_clear (trl_conv_pack *p) {
+  if (!p) return;
+  for (int i = 0; i < 2; i++) {
+    trl_free(p->slot[i].buf, p->slot[i].n * sizeof(float));
+    memset(&p->slot[i], 0, sizeof p->slot[i]);
+  }
+}
+
+void trl_conv_pack_free (trl_conv_pack *p) {
+  trl_conv_pack_clear(p);
+  free(p);
+}
+
+size_t trl_conv_pack_bytes (const trl_conv_pack *p) {
+  return p ? (p->slot[0].n + p->slot[1].n) * sizeof(float) : 0;
+}
+
+long trl_conv_pack_builds (const trl_conv_pack *p) { return p ? p->builds : 0; }
+
+// The panel height the form's layout depends on.
+static int form_mr (int form, const trl_conv_geom *g) {
+  return trl_gemm_mr(form == CONV_FORM_WINO4 ? g->OC : g->OC / g->G);
+}
+
+const float *conv_pack_get (trl_conv_pack *p, const trl_tensor *w, const trl_tensor *wc,
+                            int form, const trl_conv_geom *g) {
+  pack_slot *s = &p->slot[form - 1];
+  int mr = form_mr(form, g);
+  int same = s->buf && s->src == (const void *)w->storage && s->stamp == trl_tensor_stamp(w) &&
+             s->off == w->offset && s->groups == g->G && s->mr == mr &&
+             memcmp(s->shape, w->shape, sizeof s->shape) == 0 &&
+             memcmp(s->stride, w->stride, sizeof s->stride) == 0;
+  if (same) return s->buf;
+  int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
+  size_t n = form == CONV_FORM_WINO4 ? wino4_weights_size(g)
+                                     : (size_t)g->G * trl_gemm_packed_size(OCg, K);
+  if (n != s->n) {
+    trl_free(s->buf, s->n * sizeof(float));
+    s->n = 0;
+    s->src = NULL;
+    if (!(s->buf = trl_alloc(n * sizeof(float)))) return NULL;
+    s->n = n;
+  }
+  if (form == CONV_FORM_WINO4) wino4_weights(s->buf, trl_f32(wc), wino_threads(), g);
+  else gemm_weights(s->buf, trl_f32(wc), g);
+  s->src = w->storage, s->stamp = trl_tensor_stamp(w), s->off = w->offset;
+  memcpy(s->shape, w->shape, sizeof s->shape);
+  memcpy(s->stride, w->stride, sizeof s->stride);
+  s->groups = g->G, s->mr = mr;
+  p->builds++;
+  return s->buf;
+}
+
 trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, trl_tensor *b,
                               const trl_bn_ref *bn, float lo, float hi,
-                              const trl_conv_params *p) {
+                              const trl_conv_params *p, trl_conv_pack *pack) {
   char xs[TRL_SHAPELEN], wsh[TRL_SHAPELEN];
   trl_conv_params dflt = trl_conv_defaults();
   trl_conv_geom g;
@@ -1471,14 +1584,19 @@ trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, tr
     return trl_fail(TRL_EARG, "conv2d_bn_act: inference only, but autograd is recording "
                     "x %s or w %s", trl_tensor_shape_str(xs, x), trl_tensor_shape_str(wsh, w));
   if (!(lo <= hi)) return trl_fail(TRL_EARG, "conv2d_bn_act: clamp bounds %g > %g", lo, hi);
-  size_t wsn = conv2d_workspace(&g), scn = (size_t)g.OC * 2;
+  int form = pack ? conv_weight_form(&g, 1) : CONV_FORM_NONE;
+  size_t wsn = forward_workspace(&g, form != CONV_FORM_NONE), scn = (size_t)g.OC * 2;
   float *ws = NULL, *sc = trl_alloc(scn * sizeof(float));
   if (!sc) return trl_fail(TRL_ENOMEM, "conv2d_bn_act: out of memory for %d channels", g.OC);
   trl_tensor *xc = NULL, *wc = NULL, *y = NULL;
+  const float *wpre = NULL;
   trl_status st = TRL_OK;
   st = trl_bn_fold(sc, sc + g.OC, bn, b, g.OC, "conv2d_bn_act");
   if (st == TRL_OK) st = trl_tensor_contiguous(&xc, x);
   if (st == TRL_OK) st = trl_tensor_contiguous(&wc, w);
+  if (st == TRL_OK && form != CONV_FORM_NONE && !(wpre = conv_pack_get(pack, w, wc, form, &g)))
+    st = trl_fail(TRL_ENOMEM, "conv2d_bn_act: out of memory prepacking weight %s",
+                  trl_tensor_shape_str(wsh, w));
   int64_t shape[4] = { g.B, g.OC, g.OH, g.OW };
   if (st == TRL_OK) st = trl_tensor_empty(&y, TRL_F32, 4, shape);
   if (st == TRL_OK && wsn && !(ws = scratch(wsn)))
@@ -1486,7 +1604,7 @@ trl_status trl_conv2d_bn_act (trl_tensor **out, trl_tensor *x, trl_tensor *w, tr
                   wsn * sizeof(float));
   if (st == TRL_OK) {
     trl_epilogue e = { sc, sc + g.OC, lo, hi };
-    conv2d_forward_epi(trl_f32(y), trl_f32(xc), trl_f32(wc), &e, ws, &g);
+    forward(trl_f32(y), trl_f32(xc), trl_f32(wc), wpre, NULL, &e, ws, &g);
   }
   trl_free(sc, scn * sizeof(float));
   trl_tensor_release(xc);

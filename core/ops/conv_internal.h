@@ -17,4 +17,18 @@ size_t dw3_plane_floats (const trl_conv_geom *g);
 void dw3_plane (float *o, const float *x, const float *w, const trl_epilogue *e, int c, float *P,
                 const trl_conv_geom *g);
 
+// The forms a conv's forward makes of its weight on every call, and a conv pack keeps:
+// CONV_FORM_GEMM, the weight packed by group for trl_gemm_packed (im2col and 1x1 convs);
+// CONV_FORM_WINO4, the F(4x4,3x3) transform; CONV_FORM_NONE, neither (depthwise convs read
+// the weight as it is, F(2x2,3x3) transforms it itself). conv_weight_form says which one a
+// forward of 'g' uses, with ('packed') or without a pack: with one, F(4x4) takes small batches
+// too, since the transform is not paid per call.
+enum { CONV_FORM_NONE, CONV_FORM_GEMM, CONV_FORM_WINO4 };
+int conv_weight_form (const trl_conv_geom *g, int packed);
+// The weight w (wc: w itself or its contiguous copy) in 'form' (not NONE) for 'g', from pack
+// 'p', made there first when p holds none for w's storage, stamp and view (and the CPU's GEMM
+// layout); NULL when out of memory.
+const float *conv_pack_get (trl_conv_pack *p, const trl_tensor *w, const trl_tensor *wc,
+                            int form, const trl_conv_geom *g);
+
 #endif

@@ -30,23 +30,27 @@ static int chunk_rows (const trl_conv_geom *g) {
 // 4 for F(4x4,3x3), 2 for F(2x2,3x3), 0 for neither (im2col + GEMM). F(4x4) where the CPU has
 // AVX2 and FMA (unless TRL_CONV_WINOGRAD=2), on maps of 7x7 and up with 64 tiles or more: with
 // fewer, the weight transform and the thin GEMMs cost more than the multiplies saved (one
-// 7x7 image has 4 tiles). F(2x2) on maps of 100 pixels and up: on 7x7 maps it ran 0.7-0.8x
-// im2col (the weight transform and the 4-tile rows).
-int winograd_variant (const trl_conv_geom *g) {
+// 7x7 image has 4 tiles). With the transform prepacked, from 8 tiles: one 14x14 image (16)
+// ran 4.2x faster than im2col, one 7x7 image (4) 0.6x, two (8) 1.3x (bench/NOTES.md 61).
+// F(2x2) on maps of 100 pixels and up: on 7x7 maps it ran 0.7-0.8x im2col (the weight
+// transform and the 4-tile rows).
+int winograd_variant (const trl_conv_geom *g, int packed) {
   if (!(g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
         g->G == 1 && g->ph <= 2 && g->pw <= 2 && g->C >= 8 && g->OC >= 8)) return 0;
   const char *e = getenv("TRL_CONV_WINOGRAD");
   int64_t tiles4 = (int64_t)g->B * ((g->OH + 3) / 4) * ((g->OW + 3) / 4);
-  if (!(e && e[0] == '2') && wino4_cpu() && g->OH * g->OW >= 49 && tiles4 >= 64) return 4;
+  if (!(e && e[0] == '2') && wino4_cpu() && g->OH * g->OW >= 49 &&
+      (tiles4 >= 64 || (packed && tiles4 >= 8)))
+    return 4;
   return g->OH * g->OW >= 100 ? 2 : 0;
 }
 
 int winograd_applies (const trl_conv_geom *g) {
-  return winograd_variant(g) != 0;
+  return winograd_variant(g, 0) != 0;
 }
 
 size_t winograd_workspace (const trl_conv_geom *g, int nt) {
-  if (winograd_variant(g) == 4) return wino4_workspace(g, nt);
+  if (winograd_variant(g, 0) == 4) return wino4_workspace(g, nt, 0);
   size_t ld = (size_t)chunk_rows(g) * ((g->OW + 1) / 2) + SLACK;
   return (size_t)16 * g->OC * g->C + (size_t)nt * (16 * (g->C + g->OC) * ld + PADN(g));
 }
@@ -219,8 +223,8 @@ static void output_transform (float *out, const float *M, int64_t ld, const floa
 void winograd_conv (float *out, const float *inp, const float *w, const float *b,
                     const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                     const trl_conv_geom *g) {
-  if (winograd_variant(g) == 4) {
-    wino4_conv(out, inp, w, b, e, flip, acc, ws, nt, g);
+  if (winograd_variant(g, 0) == 4) {
+    wino4_conv(out, inp, w, NULL, b, e, flip, acc, ws, nt, g);
     return;
   }
   int TH = (g->OH + 1) / 2, TW = (g->OW + 1) / 2, cr = chunk_rows(g);

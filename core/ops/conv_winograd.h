@@ -12,8 +12,9 @@
 #include "nn.h"
 
 // What winograd_conv runs for 'g': 4 (F(4x4,3x3), on CPUs with AVX2), 2 (F(2x2,3x3);
-// TRL_CONV_WINOGRAD=2 forces it) or 0 (neither: im2col + GEMM).
-int winograd_variant (const trl_conv_geom *g);
+// TRL_CONV_WINOGRAD=2 forces it) or 0 (neither: im2col + GEMM). 'packed': the F(4x4) weight
+// comes transformed (wino4_weights, kept by a conv pack), which moves the choice.
+int winograd_variant (const trl_conv_geom *g, int packed);
 // True when 'g' is a conv that winograd_conv can run.
 int winograd_applies (const trl_conv_geom *g);
 // Floats of scratch winograd_conv needs with 'nt' threads.
@@ -28,11 +29,17 @@ void winograd_conv (float *out, const float *inp, const float *w, const float *b
 
 // F(4x4,3x3) (conv_winograd4.c), which winograd_conv runs instead of F(2x2,3x3) where the CPU
 // has AVX2 and FMA (wino4_cpu) unless TRL_CONV_WINOGRAD=2.
+// U, when not NULL, is w already transformed (wino4_weights; flip 0): the scratch then holds
+// no room for it (wino4_workspace with 'packed').
 int wino4_cpu (void);
-size_t wino4_workspace (const trl_conv_geom *g, int nt);
-void wino4_conv (float *out, const float *inp, const float *w, const float *b,
+size_t wino4_workspace (const trl_conv_geom *g, int nt, int packed);
+void wino4_conv (float *out, const float *inp, const float *w, const float *U, const float *b,
                  const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                  const trl_conv_geom *g);
+// U (wino4_weights_size(g) floats) = w (OC,C,3,3) transformed as wino4_conv reads it, by 'nt'
+// threads.
+size_t wino4_weights_size (const trl_conv_geom *g);
+void wino4_weights (float *U, const float *w, int nt, const trl_conv_geom *g);
 // The weight gradient of a conv F(4x4,3x3) runs: dw (OC,C,3,3) += the correlation of inp
 // (B,C,H,W) with dout (B,OC,OH,OW), as 36 GEMMs over transformed tiles summed per thread
 // (static split: the same bits every run); ws holds wino4_wgrad_workspace(g, nt) floats.

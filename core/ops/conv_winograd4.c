@@ -89,11 +89,13 @@ static int chunk_of (const trl_conv_geom *g, int nt, size_t *vm) {
 // Floats of one xi's U, packed for trl_gemm_packed (rows padded to the GEMM's panels).
 static size_t u_plane (const trl_conv_geom *g) { return trl_gemm_packed_size(g->OC, g->C); }
 
-size_t wino4_workspace (const trl_conv_geom *g, int nt) {
+size_t wino4_workspace (const trl_conv_geom *g, int nt, int packed) {
   size_t vm;
   chunk_of(g, nt, &vm);
-  return 36 * u_plane(g) + vm;
+  return (packed ? 0 : 36 * u_plane(g)) + vm;
 }
+
+size_t wino4_weights_size (const trl_conv_geom *g) { return 36 * u_plane(g); }
 
 // B^T d for six values: the rows of B^T are (4,0,-5,0,1,0), (0,-4,-4,1,1,0), (0,4,-4,-1,1,0),
 // (0,-2,-1,2,1,0), (0,2,-1,-2,1,0), (0,4,0,-5,0,1).
@@ -576,11 +578,22 @@ size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) {
 #undef F
 #undef GMASK
 
-void wino4_conv (float *out, const float *inp, const float *w, const float *b,
+void wino4_conv (float *out, const float *inp, const float *w, const float *U, const float *b,
                  const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                  const trl_conv_geom *g) {
-  if (trl_cpu_avx512()) conv_512(out, inp, w, b, e, flip, acc, ws, nt, g);
-  else conv_256(out, inp, w, b, e, flip, acc, ws, nt, g);
+  if (trl_cpu_avx512()) conv_512(out, inp, w, U, b, e, flip, acc, ws, nt, g);
+  else conv_256(out, inp, w, U, b, e, flip, acc, ws, nt, g);
+}
+
+void wino4_weights (float *U, const float *w, int nt, const trl_conv_geom *g) {
+  int avx512 = trl_cpu_avx512(), mr = trl_gemm_mr(g->OC), panels = (g->OC + mr - 1) / mr;
+  if (nt < 1 || (int64_t)g->OC * g->C < 4096) nt = 1;
+  #pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    if (avx512) weight_transform_512(U, w, 0, panels * t / nth, panels * (t + 1) / nth, g);
+    else weight_transform_256(U, w, 0, panels * t / nth, panels * (t + 1) / nth, g);
+  }
 }
 
 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
@@ -592,16 +605,23 @@ void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int
 #else
 
 int wino4_cpu (void) { return 0; }
-size_t wino4_workspace (const trl_conv_geom *g, int nt) { (void)g, (void)nt; return 0; }
+size_t wino4_workspace (const trl_conv_geom *g, int nt, int packed) {
+  (void)g, (void)nt, (void)packed;
+  return 0;
+}
+size_t wino4_weights_size (const trl_conv_geom *g) { (void)g; return 0; }
+void wino4_weights (float *U, const float *w, int nt, const trl_conv_geom *g) {
+  (void)U, (void)w, (void)nt, (void)g;
+}
 size_t wino4_wgrad_workspace (const trl_conv_geom *g, int nt) { (void)g, (void)nt; return 0; }
 void wino4_wgrad (float *dw, const float *dout, const float *inp, float *ws, int nt,
                   const trl_conv_geom *g) {
   (void)dw, (void)dout, (void)inp, (void)ws, (void)nt, (void)g;
 }
-void wino4_conv (float *out, const float *inp, const float *w, const float *b,
+void wino4_conv (float *out, const float *inp, const float *w, const float *U, const float *b,
                  const trl_epilogue *e, int flip, int acc, float *ws, int nt,
                  const trl_conv_geom *g) {
-  (void)out, (void)inp, (void)w, (void)b, (void)e, (void)flip, (void)acc, (void)ws, (void)nt, (void)g;
+  (void)out, (void)inp, (void)w, (void)U, (void)b, (void)e, (void)flip, (void)acc, (void)ws, (void)nt, (void)g;
 }
 
 #endif

@@ -235,30 +235,33 @@ WI static void F(wgrad) (float *dw, const float *dout, const float *inp, float *
   if (nt > 1) trl_blas_threads(prev);
 }
 
-WI static void F(conv) (float *out, const float *inp, const float *w, const float *b,
-                        const trl_epilogue *e, int flip, int acc, float *ws, int nt,
-                        const trl_conv_geom *g) {
+WI static void F(conv) (float *out, const float *inp, const float *w, const float *Upre,
+                        const float *b, const trl_epilogue *e, int flip, int acc, float *ws,
+                        int nt, const trl_conv_geom *g) {
   int TH = (g->OH + 3) / 4, TW = (g->OW + 3) / 4, team = team_mode(g), rows = g->B * TH;
   int cr = team ? team_rows(g) : chunk_rows(g);
   int64_t ld = row_ld(cr, TW);
   if (nt < 1) nt = 1;
-  float *U = ws;
   size_t per = (size_t)36 * (g->C + g->OC) * ld, up = u_plane(g);
+  float *U = Upre ? NULL : ws, *vm = Upre ? ws : ws + 36 * up;   // vm: V and M
+  const float *Ur = Upre ? Upre : U;
   int prev = nt > 1 ? trl_blas_threads(1) : 0;
   #pragma omp parallel num_threads(nt)
   {
     int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    int panels = (g->OC + trl_gemm_mr(g->OC) - 1) / trl_gemm_mr(g->OC);
-    F(weight_transform)(U, w, flip, panels * t / nth, panels * (t + 1) / nth, g);
-    #pragma omp barrier
+    if (!Upre) {
+      int panels = (g->OC + trl_gemm_mr(g->OC) - 1) / trl_gemm_mr(g->OC);
+      F(weight_transform)(U, w, flip, panels * t / nth, panels * (t + 1) / nth, g);
+      #pragma omp barrier
+    }
     if (team) {   // every chunk by all threads: channels, then xi, then output channels
-      float *V = U + 36 * up, *M = V + (size_t)36 * g->C * ld;
+      float *V = vm, *M = V + (size_t)36 * g->C * ld;
       for (int r0 = 0; r0 < rows; r0 += cr) {
         int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
         F(input_transform)(V, ld, inp, r0, nr, g->C * t / nth, g->C * (t + 1) / nth, g);
         #pragma omp barrier
         for (int xi = 36 * t / nth; xi < 36 * (t + 1) / nth; xi++)
-          trl_gemm_packed(g->OC, nn, g->C, U + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
+          trl_gemm_packed(g->OC, nn, g->C, Ur + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
                           M + (size_t)xi * ld, (int)(36 * ld), NULL, NULL, 0);
         #pragma omp barrier
         F(output_transform)(out, M, ld, b, e, acc, r0, nr, g->OC * t / nth,
@@ -266,13 +269,13 @@ WI static void F(conv) (float *out, const float *inp, const float *w, const floa
         #pragma omp barrier
       }
     } else {   // chunks of 'cr' tile rows go out dynamically, as in conv2d.c
-      float *V = U + 36 * up + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
+      float *V = vm + (size_t)t * per, *M = V + (size_t)36 * g->C * ld;
       #pragma omp for schedule(dynamic, 1)
       for (int r0 = 0; r0 < rows; r0 += cr) {
         int nr = rows - r0 < cr ? rows - r0 : cr, nn = nr * TW;
         F(input_transform)(V, ld, inp, r0, nr, 0, g->C, g);
         for (int xi = 0; xi < 36; xi++)   // V and M keep a channel's 36 rows together
-          trl_gemm_packed(g->OC, nn, g->C, U + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
+          trl_gemm_packed(g->OC, nn, g->C, Ur + xi * up, V + (size_t)xi * ld, (int)(36 * ld),
                           M + (size_t)xi * ld, (int)(36 * ld), NULL, NULL, 0);
         F(output_transform)(out, M, ld, b, e, acc, r0, nr, 0, g->OC, g);
       }

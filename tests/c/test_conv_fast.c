@@ -18,6 +18,7 @@
 #include "floatbuf.h"
 #include "gemm.h"
 #include "nn.h"
+#include "ops/conv_internal.h"
 #include "ops/conv_winograd.h"
 
 static int passed, failed;
@@ -63,8 +64,8 @@ static double conv_case (trl_conv_geom g, int bias, double bound, const char *wh
            g.C, g.H, g.W, g.OC, g.KH, g.sh, g.ph, g.G, bias ? " bias" : "", trl_get_num_threads());
   CHECK(worst < bound, "%s: forward differs from ref by %.3g", name, worst);
   if (strncmp(what, "winograd", 8) == 0)
-    CHECK(winograd_variant(&g) == want_variant, "%s: expected Winograd F(%dx%d,3x3), got %d",
-          name, want_variant, want_variant, winograd_variant(&g));
+    CHECK(winograd_variant(&g, 0) == want_variant, "%s: expected Winograd F(%dx%d,3x3), got %d",
+          name, want_variant, want_variant, winograd_variant(&g, 0));
   float *dx0 = frand(nx), *dw0 = frand(nw), *db0 = frand(g.OC);
   float *dx = fcopy(dx0, nx), *dw = fcopy(dw0, nw), *db = fcopy(db0, g.OC);
   conv2d_backward(dx, dw, bias ? db : NULL, r, x, w, ws, &g);
@@ -104,6 +105,147 @@ static void epilogue_case (trl_conv_geom g) {
   CHECK(memcmp(y, y2, sizeof(float) * ny) == 0, "winograd %s: fused epilogue differs from conv + epilogue",
         getenv("TRL_CONV_WINOGRAD"));
   free(x), free(w), free(sc), free(y), free(y2), free(ws);
+}
+
+// A float32 tensor holding n floats of src.
+static trl_tensor *tensor_of (const float *src, int ndim, const int64_t *shape) {
+  trl_tensor *t = NULL;
+  if (trl_tensor_from_bytes(&t, TRL_F32, ndim, shape, src) != TRL_OK) abort();
+  return t;
+}
+
+// The reference for conv2d_bn_act with a bias, no BatchNorm and the clamp [lo, hi]; returns
+// the largest |output| before the clamp, the scale errors are relative to (the clamp caps
+// the outputs, not the rounding errors of the sums).
+static double clamp_ref (float *yr, const float *x, const float *w, const float *b, float lo,
+                         float hi, const trl_conv_geom *g) {
+  conv2d_forward_ref(yr, x, w, b, g);
+  int64_t ny = (int64_t)g->B * g->OC * g->OH * g->OW;
+  double m = 1e-30;
+  for (int64_t i = 0; i < ny; i++) m = fmax(m, fabs(yr[i])), yr[i] = fminf(fmaxf(yr[i], lo), hi);
+  return m;
+}
+
+// max |a - b| / scale
+static double diff_over (const trl_tensor *a, const float *b, int64_t n, double scale) {
+  const float *p = trl_f32(a);
+  double d = 0;
+  for (int64_t i = 0; i < n; i++) d = fmax(d, fabs((double)p[i] - b[i]));
+  return d / scale;
+}
+
+// conv2d_bn_act with a conv pack: right (against the reference, within the bound of the form
+// it runs), built once and then reused with the same bits, rebuilt after every write to the
+// weight (trl_fill, trl_copy_into), for another weight, and for a weight seen through a view.
+static void pack_case (trl_conv_geom g, int form) {
+  if (form == CONV_FORM_WINO4 && !wino4_cpu()) form = CONV_FORM_NONE;   // F(2x2): no pack
+  int want_builds = form != CONV_FORM_NONE;
+  int64_t xs[4] = { g.B, g.C, g.H, g.W }, wsh[4] = { g.OC, g.C / g.G, g.KH, g.KW };
+  int64_t bs[1] = { g.OC }, nx = xs[0] * xs[1] * xs[2] * xs[3];
+  int64_t nw = wsh[0] * wsh[1] * wsh[2] * wsh[3], ny = (int64_t)g.B * g.OC * g.OH * g.OW;
+  float *xf = frand(nx), *wf = frand(nw), *bf = frand(g.OC), *yr = frand(ny);
+  trl_tensor *x = tensor_of(xf, 4, xs), *w = tensor_of(wf, 4, wsh), *b = tensor_of(bf, 1, bs);
+  trl_tensor *y[2] = { NULL, NULL }, *y0 = NULL;
+  trl_conv_params p = trl_conv_defaults();
+  p.stride[0] = g.sh, p.stride[1] = g.sw, p.pad[0] = g.ph, p.pad[1] = g.pw, p.groups = g.G;
+  float lo = -0.5f, hi = 2.0f;
+  int wino = form == CONV_FORM_WINO4;
+  double bound = wino ? 5e-5 : 1e-4, d;
+  char name[160];
+  snprintf(name, sizeof name, "pack B%d C%d %dx%d OC%d k%d s%d p%d G%d (%s), %d threads", g.B,
+           g.C, g.H, g.W, g.OC, g.KH, g.sh, g.ph, g.G, wino ? "F(4x4)" : want_builds ? "GEMM" :
+           "none", trl_get_num_threads());
+  CHECK(conv_weight_form(&g, 1) == form, "%s: runs form %d", name, conv_weight_form(&g, 1));
+  trl_conv_pack *pk = trl_conv_pack_new();
+  double sc = clamp_ref(yr, xf, wf, bf, lo, hi, &g);
+  for (int k = 0; k < 2; k++)
+    CHECK(trl_conv2d_bn_act(&y[k], x, w, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s: %s", name,
+          trl_errmsg());
+  CHECK(trl_conv2d_bn_act(&y0, x, w, b, NULL, lo, hi, &p, NULL) == TRL_OK, "%s", trl_errmsg());
+  CHECK(trl_conv_pack_builds(pk) == want_builds, "%s: built %ld times, expected %d", name,
+        trl_conv_pack_builds(pk), want_builds);
+  CHECK((trl_conv_pack_bytes(pk) > 0) == (want_builds > 0), "%s: holds %zu bytes", name,
+        trl_conv_pack_bytes(pk));
+  CHECK((d = diff_over(y[0], yr, ny, sc)) < bound, "%s: differs from ref by %.3g", name, d);
+  CHECK(memcmp(trl_f32(y[0]), trl_f32(y[1]), sizeof(float) * ny) == 0,
+        "%s: the second call (pack reused) differs from the first", name);
+  if (!wino)   // the same kernels with the weight packed per call
+    CHECK(memcmp(trl_f32(y[0]), trl_f32(y0), sizeof(float) * ny) == 0,
+          "%s: differs from the call without a pack", name);
+  trl_tensor_release(y[0]), trl_tensor_release(y[1]), y[0] = y[1] = NULL;
+  // writes through the tensor API move the stamp: the next call rebuilds
+  trl_fill(w, 0.25);
+  for (int64_t i = 0; i < nw; i++) wf[i] = 0.25f;
+  sc = clamp_ref(yr, xf, wf, bf, lo, hi, &g);
+  CHECK(trl_conv2d_bn_act(&y[0], x, w, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s", trl_errmsg());
+  CHECK((d = diff_over(y[0], yr, ny, sc)) < bound, "%s after trl_fill: differs by %.3g",
+        name, d);
+  float *wf2 = frand(nw);
+  trl_tensor *w2 = tensor_of(wf2, 4, wsh);
+  CHECK(trl_copy_into(w, w2) == TRL_OK, "%s", trl_errmsg());
+  sc = clamp_ref(yr, xf, wf2, bf, lo, hi, &g);
+  CHECK(trl_conv2d_bn_act(&y[1], x, w, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s", trl_errmsg());
+  CHECK((d = diff_over(y[1], yr, ny, sc)) < bound, "%s after trl_copy_into: differs by %.3g",
+        name, d);
+  CHECK(trl_conv_pack_builds(pk) == 3 * want_builds, "%s: %ld builds after two writes", name,
+        trl_conv_pack_builds(pk));
+  trl_tensor_release(y[0]), trl_tensor_release(y[1]), y[0] = y[1] = NULL;
+  // another weight (same shape, its own storage) through the same pack
+  for (int64_t i = 0; i < nw; i++) wf2[i] = -wf2[i];
+  trl_tensor *w3 = tensor_of(wf2, 4, wsh);
+  sc = clamp_ref(yr, xf, wf2, bf, lo, hi, &g);
+  CHECK(trl_conv2d_bn_act(&y[0], x, w3, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s", trl_errmsg());
+  CHECK((d = diff_over(y[0], yr, ny, sc)) < bound, "%s, another weight: differs by %.3g",
+        name, d);
+  // a view that is not contiguous: copied per call, packed once
+  int64_t ts[4] = { wsh[1], wsh[0], wsh[2], wsh[3] };
+  trl_tensor *wt = NULL, *wv = NULL;
+  int perm[4] = { 1, 0, 2, 3 };
+  if (trl_tensor_empty(&wt, TRL_F32, 4, ts) != TRL_OK || trl_view_permute(&wv, wt, perm) != TRL_OK)
+    abort();
+  CHECK(trl_copy_into(wv, w3) == TRL_OK, "%s", trl_errmsg());
+  long before = trl_conv_pack_builds(pk);
+  for (int k = 0; k < 2; k++) {
+    trl_tensor_release(y[1]), y[1] = NULL;
+    CHECK(trl_conv2d_bn_act(&y[1], x, wv, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s", trl_errmsg());
+  }
+  CHECK(trl_conv_pack_builds(pk) == before + want_builds, "%s: a view built %ld times", name,
+        trl_conv_pack_builds(pk) - before);
+  CHECK(memcmp(trl_f32(y[0]), trl_f32(y[1]), sizeof(float) * ny) == 0,
+        "%s: a permuted view of the same weight differs", name);
+  // two halves of one storage (the same stamp, other offsets) through the same pack
+  int64_t hs[4] = { 2 * wsh[0], wsh[1], wsh[2], wsh[3] };
+  float *hf = frand(2 * nw);
+  trl_tensor *wh = tensor_of(hf, 4, hs);
+  for (int k = 0; k < 2; k++) {
+    trl_tensor *half = NULL, *yh = NULL;
+    if (trl_view_narrow(&half, wh, 0, k * wsh[0], wsh[0]) != TRL_OK) abort();
+    sc = clamp_ref(yr, xf, hf + k * nw, bf, lo, hi, &g);
+    CHECK(trl_conv2d_bn_act(&yh, x, half, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s", trl_errmsg());
+    CHECK(yh && (d = diff_over(yh, yr, ny, sc)) < bound, "%s, half %d of a storage: differs",
+          name, k + 1);
+    trl_tensor_release(yh), trl_tensor_release(half);
+  }
+  trl_tensor_release(wh);
+  free(hf);
+  // the GEMM's panel height is part of the layout: a CPU switch rebuilds
+  if (trl_cpu_avx512() && want_builds) {
+    trl_cpu_no_avx512(1);
+    before = trl_conv_pack_builds(pk);
+    trl_tensor *y3 = NULL;
+    CHECK(trl_conv2d_bn_act(&y3, x, wv, b, NULL, lo, hi, &p, pk) == TRL_OK, "%s", trl_errmsg());
+    CHECK(y3 && diff_over(y3, yr, ny, sc) < bound, "%s: after TRL_NO_AVX512, differs", name);
+    CHECK(trl_conv_pack_builds(pk) == before + 1, "%s: not rebuilt for the AVX2 kernels", name);
+    trl_tensor_release(y3);
+    trl_cpu_no_avx512(0);
+  }
+  trl_conv_pack_clear(pk);
+  CHECK(trl_conv_pack_bytes(pk) == 0, "%s: clear left %zu bytes", name, trl_conv_pack_bytes(pk));
+  trl_conv_pack_free(pk);
+  trl_tensor *all[9] = { x, w, b, y[0], y[1], y0, w2, w3, wt };
+  for (int i = 0; i < 9; i++) trl_tensor_release(all[i]);
+  trl_tensor_release(wv);
+  free(xf), free(wf), free(bf), free(yr), free(wf2);
 }
 
 int main (void) {
@@ -164,6 +306,20 @@ int main (void) {
     conv_case(geom(4, 32, 14, 14, 48, 3, 1, 1, 1), 1, 1e-4, "im2col, winograd off");
     conv_case(geom(3, 16, 13, 11, 24, 3, 1, 1, 1), 0, 1e-4, "im2col, winograd off, odd");
     unsetenv("TRL_CONV_WINOGRAD");
+    // conv packs: F(4x4) where a forward without one runs F(2x2) (14x14, one image) or im2col
+    // (7x7, two images), odd sizes, the GEMM forms (stride 2, 1x1, groups, a stem), none for depthwise
+    enum { NONE = CONV_FORM_NONE, GEMM = CONV_FORM_GEMM, WINO4 = CONV_FORM_WINO4 };
+    pack_case(geom(1, 64, 14, 14, 64, 3, 1, 1, 1), WINO4);
+    pack_case(geom(2, 32, 7, 7, 48, 3, 1, 1, 1), WINO4);
+    pack_case(geom(1, 32, 7, 7, 48, 3, 1, 1, 1), GEMM);   // 4 tiles: im2col
+    pack_case(geom(2, 13, 9, 11, 17, 3, 1, 1, 1), WINO4);
+    pack_case(geom(3, 16, 13, 11, 24, 3, 2, 1, 1), GEMM);
+    pack_case(geom(2, 24, 10, 10, 40, 1, 1, 0, 1), GEMM);
+    pack_case(geom(2, 32, 9, 9, 32, 3, 1, 1, 4), GEMM);
+    pack_case(geom(2, 16, 12, 12, 16, 3, 1, 1, 16), NONE);
+    pack_case(geom(1, 3, 150, 150, 16, 7, 2, 3, 1), GEMM);
+    pack_case(geom(1, 8, 6, 6, 8, 3, 1, 1, 1), GEMM);
+    if (!wino4_cpu()) printf("no AVX2: the packs hold GEMM panels only\n");
   }
   printf("test_conv_fast: %d passed, %d failed\n", passed, failed);
   return failed != 0;

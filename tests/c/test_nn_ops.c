@@ -953,7 +953,7 @@ static void fused_case (int B, int C, int H, int W, int OC, int K, int stride, i
   trl_bn_params bp = trl_bn_defaults();
   bp.training = 0, bp.eps = 1e-3f;
   trl_tensor *y = NULL, *c = NULL, *r = NULL;
-  CHECK_OK(trl_conv2d_bn_act(&y, x, w, b, bn ? &ref : NULL, lo, hi, &p));
+  CHECK_OK(trl_conv2d_bn_act(&y, x, w, b, bn ? &ref : NULL, lo, hi, &p, NULL));
   CHECK_OK(trl_conv2d(&c, x, w, b, &p));
   if (bn) CHECK_OK(trl_batchnorm(&r, c, gamma ? gm : NULL, bt, mu, var, &bp));
   else r = c, c = NULL;
@@ -1018,7 +1018,7 @@ static void test_fused (void) {
   trl_tensor *x4 = trand(4, x4s), *w = trand(4, ws);
   int prev = trl_tape_set(1, 0);
   CHECK_OK(trl_attach_grad(x4, TRL_GRAD_WRITE));
-  CHECK(trl_conv2d_bn_act(&y, x4, w, NULL, &ref, 0, inf, NULL) == TRL_EARG &&
+  CHECK(trl_conv2d_bn_act(&y, x4, w, NULL, &ref, 0, inf, NULL, NULL) == TRL_EARG &&
         contains(trl_errmsg(), "inference only") && contains(trl_errmsg(), "[1,5,4,4]"),
         "conv2d_bn_act while recording: %s", trl_errmsg());
   trl_tape_set(prev & 1, (prev >> 1) & 1);
@@ -1050,17 +1050,30 @@ static void bottleneck_case (int B, int C, int H, int W, int E, int OC, int s, i
   trl_tensor *x = trand(4, xs), *w[3] = { trand(4, w1s), trand(4, w2s), trand(4, w3s) };
   trl_tensor *b = bias ? trand(1, es) : NULL;
   trl_bn_ref bn[3] = { bn_rand(E), bn_rand(E), bn_rand(OC) };
-  trl_bneck_stage st[3] = { { w[0], b, &bn[0], lo, hi }, { w[1], NULL, &bn[1], lo, hi },
-                            { w[2], NULL, &bn[2], -inf, inf } };
+  trl_bneck_stage st[3] = { { w[0], b, &bn[0], lo, hi, NULL },
+                            { w[1], NULL, &bn[1], lo, hi, NULL },
+                            { w[2], NULL, &bn[2], -inf, inf, NULL } };
   int prev = trl_get_num_threads();
   trl_set_num_threads(nt);
-  trl_tensor *y = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL, *r = NULL;
+  trl_tensor *y = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL, *r = NULL, *yp[2] = { NULL, NULL };
   CHECK_OK(trl_bottleneck(&y, x, st, s, res));
+  // with packs (the depthwise stage's is not used): the same bits, built once
+  trl_conv_pack *pk[3] = { trl_conv_pack_new(), trl_conv_pack_new(), trl_conv_pack_new() };
+  for (int i = 0; i < 3; i++) st[i].pack = pk[i];
+  for (int k = 0; k < 2; k++) CHECK_OK(trl_bottleneck(&yp[k], x, st, s, res));
+  CHECK(trl_conv_pack_builds(pk[0]) == 1 && trl_conv_pack_builds(pk[1]) == 0 &&
+        trl_conv_pack_builds(pk[2]) == 1, "bottleneck packs built %ld, %ld, %ld times",
+        trl_conv_pack_builds(pk[0]), trl_conv_pack_builds(pk[1]), trl_conv_pack_builds(pk[2]));
+  for (int k = 0; k < 2; k++)
+    if (y && yp[k]) CHECK(maxdiff(y, yp[k], NULL) == 0, "bottleneck with packs (call %d): "
+                          "differs by %g", k + 1, maxdiff(y, yp[k], NULL));
+  for (int i = 0; i < 3; i++) trl_conv_pack_free(pk[i]);
+  trl_tensor_release(yp[0]), trl_tensor_release(yp[1]);
   trl_conv_params p1 = trl_conv_defaults(), p2 = trl_conv_defaults();
   p2.stride[0] = p2.stride[1] = s, p2.pad[0] = p2.pad[1] = 1, p2.groups = E;
-  CHECK_OK(trl_conv2d_bn_act(&t1, x, w[0], b, &bn[0], lo, hi, &p1));
-  if (t1) CHECK_OK(trl_conv2d_bn_act(&t2, t1, w[1], NULL, &bn[1], lo, hi, &p2));
-  if (t2) CHECK_OK(trl_conv2d_bn_act(&t3, t2, w[2], NULL, &bn[2], -inf, inf, &p1));
+  CHECK_OK(trl_conv2d_bn_act(&t1, x, w[0], b, &bn[0], lo, hi, &p1, NULL));
+  if (t1) CHECK_OK(trl_conv2d_bn_act(&t2, t1, w[1], NULL, &bn[1], lo, hi, &p2, NULL));
+  if (t2) CHECK_OK(trl_conv2d_bn_act(&t3, t2, w[2], NULL, &bn[2], -inf, inf, &p1, NULL));
   if (t3 && res) CHECK_OK(trl_binary(&r, TRL_OP_ADD, t3, x));
   else r = t3, t3 = NULL;
   trl_set_num_threads(prev);
@@ -1104,8 +1117,8 @@ static void test_bottleneck (void) {
   int64_t w3s[4] = { 8, 16, 1, 1 }, bad[4] = { 16, 2, 3, 3 };
   trl_tensor *x = trand(4, xs), *w1 = trand(4, w1s), *w2 = trand(4, w2s), *w3 = trand(4, w3s);
   trl_tensor *wb = trand(4, bad), *y = NULL;
-  trl_bneck_stage st[3] = { { w1, NULL, NULL, 0, 6 }, { wb, NULL, NULL, 0, 6 },
-                            { w3, NULL, NULL, -inf, inf } };
+  trl_bneck_stage st[3] = { { w1, NULL, NULL, 0, 6, NULL }, { wb, NULL, NULL, 0, 6, NULL },
+                            { w3, NULL, NULL, -inf, inf, NULL } };
   CHECK(trl_bottleneck(&y, x, st, 1, 1) == TRL_ESHAPE && contains(trl_errmsg(), "depthwise") &&
         contains(trl_errmsg(), "[16,2,3,3]") && contains(trl_errmsg(), "[1,8,6,6]"),
         "bottleneck bad depthwise weight: %s", trl_errmsg());
