@@ -319,6 +319,8 @@ end
 function HybridBlock:hybridize(active, opts)
   if active == nil then active = true end
   rawset(self, '_active', active)
+  local pack = rawget(self, '_pack')   -- a Conv2D's prepacked weight (trl.gluon.nn.fused)
+  if not active and pack ~= nil then pack:clear() end
   Block.hybridize(self, active, opts)
 end
 

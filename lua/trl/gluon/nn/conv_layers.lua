@@ -6,6 +6,7 @@ Conv2D(64, 7, {strides=2, padding=3, use_bias=false}); a size is a number or {h,
 ]]
 local block = require 'trl.gluon.block'
 local basic = require 'trl.gluon.nn.basic_layers'
+local fused = require 'trl.gluon.nn.fused'
 
 local class, HybridBlock = block.class, block.HybridBlock
 local pyrepr, shape_str = block.pyrepr, basic.shape_str
@@ -111,6 +112,10 @@ function Conv2D:forward(x)
   elseif w.shape[2] ~= per_group then
     error(string.format("Conv2D '%s': input of shape %s has %d channels, expected in_channels %d",
                         self.name, shape_str(shape), shape[2], w.shape[2] * kw.num_group), 2)
+  end
+  if rawget(self, '_active') == true or rawget(self, '_pack') ~= nil then   -- see nn.fused
+    local y = fused.conv_forward(self, x)
+    if y then return y end
   end
   local b = self.bias
   local out = basic.nn_ops().conv2d(x, w:data(), b and b:data() or nil,

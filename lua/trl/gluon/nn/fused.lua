@@ -13,6 +13,11 @@ HybridSequential finds these runs among its children; the zoo's ResNet blocks ca
 conv_bn_act / bn_act themselves. Anything else (a block that is not hybridized, a layer whose
 shapes are not known yet) runs the layers one by one. Folding BN needs no snapshot, so
 weights changed after hybridize() are always the ones used.
+Every hybridized Conv2D keeps its weight prepacked for inference (a conv pack, trl._nn: GEMM
+panels, or the Winograd transform, 4x the weight's size): built on the first inference call,
+reused while the weight's storage keeps its stamp (any write through the tensor API, a
+Trainer step, set_data or load_parameters moves it, and the next call rebuilds), released
+when the conv runs in training or recording, or is hybridized off.
 A hybridized HybridSequential (and the zoo's blocks) also releases each intermediate tensor as
 soon as the next layer has consumed it, in training too (autograd keeps what backward needs):
 its memory goes back to the block cache at once instead of when the garbage collector gets to
@@ -49,6 +54,22 @@ function M.features_output(net, x)
   local y = net.output(f)
   if rawget(net, '_active') == true then M.drop(f, x, y) end
   return y
+end
+
+-- pack(conv): the conv pack of a hybridized Conv2D, made on first use.
+local function pack(conv)
+  local p = rawget(conv, '_pack')
+  if p == nil then
+    p = nn_ops().conv_pack()
+    rawset(conv, '_pack', p)
+  end
+  return p
+end
+
+-- release_pack(conv): free what conv's pack holds (training, or hybridize(false)).
+function M.release_pack(conv)
+  local p = rawget(conv, '_pack')
+  if p ~= nil then p:clear() end
 end
 
 -- The clamp [lo, hi] equal to 'act': nil (none), 'relu', an Activation('relu'|'relu6') or
@@ -97,13 +118,34 @@ function M.conv_bn_act(conv, bn, act, x)
         local b = conv.bias
         return nn_ops().conv2d_bn_act(x, w:data(), b and b:data() or nil, ref,
           {stride = kw.stride, pad = kw.pad, dilation = kw.dilate, groups = kw.num_group,
-           lo = lo, hi = hi})
+           lo = lo, hi = hi, pack = pack(conv)})
       end
     end
   end
   x = conv(x)
   if bn then return bn_clamped(bn, act, x) end
   return apply(act, x)
+end
+
+-- conv_forward(conv, x): a hybridized Conv2D's own forward in an inference call, through its
+-- pack (its activation folded in when that is a clamp, else applied after); nil when this is
+-- not an inference call. Conv2D:forward has checked the shapes.
+function M.conv_forward(conv, x)
+  if not M.on(conv) then
+    M.release_pack(conv)
+    return nil
+  end
+  local kw, b, act = conv._kwargs, conv.bias, conv.act
+  local lo, hi = bounds(act)
+  local y = nn_ops().conv2d_bn_act(x, conv.weight:data(), b and b:data() or nil, nil,
+    {stride = kw.stride, pad = kw.pad, dilation = kw.dilate, groups = kw.num_group,
+     lo = lo or -math.huge, hi = hi or math.huge, pack = pack(conv)})
+  if act ~= nil and lo == nil then
+    local z = act(y)
+    if z ~= y then y:release() end
+    return z
+  end
+  return y
 end
 
 -- bn_act(bn, act, x) = act(bn(x)), one pass when it can be.
@@ -134,7 +176,8 @@ local function stage(conv, bn, act, cin, k, stride, dw)
   local ref = bn_ref(bn, ws[1])
   if not ref then return nil end
   local b = conv.bias
-  return {w = conv.weight:data(), b = b and b:data() or nil, bn = ref, lo = lo, hi = hi}
+  return {w = conv.weight:data(), b = b and b:data() or nil, bn = ref, lo = lo, hi = hi,
+          pack = not dw and pack(conv) or nil}
 end
 
 -- bottleneck(blocks, x, stride, shortcut): MobileNetV2's LinearBottleneck body (blocks:
