@@ -57,6 +57,10 @@ if not ok then
   os.exit(1)
 end
 
+-- Inference only: fused conv/BatchNorm/ReLU and weights kept prepacked between images
+-- (README: hybridize), which at one image a call is most of the speed.
+net:hybridize()
+
 local transform = T.Compose{
   T.Resize(256), T.CenterCrop(224), T.ToTensor(),
   T.Normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}),
