@@ -1217,6 +1217,20 @@ static void gemm_weights (float *wp, const float *w, const trl_conv_geom *g) {
     trl_gemm_pack(wp + (size_t)grp * wpk, w + (size_t)grp * OCg * K, K, OCg, K);
 }
 
+// With fewer images than threads, a batch split leaves threads idle while one copies im2col
+// columns: im2col + GEMM convs (groups 1) then split each image's output rows, rb at a time,
+// rb the rows of one thread's share (or of an L2 block, when smaller). 0: not worth it, when
+// a block would give the GEMM fewer than 96 columns (7x7 and 14x14 maps stay as they were).
+// A thread's columns take K * rb * OW floats: the plan's p->nt * p->col hold them all.
+static int row_team (const plan *p, const trl_conv_geom *g) {
+  int nt = trl_get_num_threads();
+  if (p->kind != GENERAL || g->G != 1 || nt < 2 || p->nt >= nt || omp_get_level() > 0) return 0;
+  int rb = g->OH / nt, br = block_rows(p, g);
+  if (br && br < rb) rb = br;
+  if (rb < 1 || rb * g->OW < 96) return 0;
+  return (size_t)nt * rb * g->OW <= (size_t)p->nt * (p->col / ((size_t)g->C * g->KH * g->KW)) ? rb : 0;
+}
+
 // Threads split the batch: each runs im2col and single-threaded GEMMs on its own images, so
 // the copies run in parallel and no two thread pools compete for the cores (an OpenMP team
 // spinning between OpenBLAS-threaded GEMMs measured 1.5-4x slower on 2 cores). Chunks of
@@ -1260,6 +1274,25 @@ static void forward (float *out, const float *inp, const float *w, const float *
     float *pk = ws + (size_t)p.nt * (p.col + p.tmp);
     gemm_weights(pk, w, g);
     wp = pk;
+  }
+  int rb = row_team(&p, g);
+  if (rb) {   // fewer images than threads: blocks of rb output rows go out instead
+    int K = g->C * g->KH * g->KW, L = g->OH * g->OW, per = (g->OH + rb - 1) / rb;
+    int prev = trl_blas_threads(1);
+    #pragma omp parallel num_threads(trl_get_num_threads())
+    {
+      float *col = ws + (size_t)omp_get_thread_num() * K * rb * g->OW;
+      #pragma omp for schedule(dynamic, 1)
+      for (int u = 0; u < g->B * per; u++) {
+        int n = u / per, oh0 = u % per * rb, nr = g->OH - oh0 < rb ? g->OH - oh0 : rb;
+        const float *x = inp + (size_t)n * g->C * g->H * g->W;
+        im2col_rows(col, (int64_t)nr * g->OW, x, g->C, oh0, oh0 + nr, g);
+        trl_gemm_packed(g->OC, nr * g->OW, K, wp, col, nr * g->OW,
+                        out + (size_t)n * g->OC * L + (size_t)oh0 * g->OW, L, b, e, 0);
+      }
+    }
+    trl_blas_threads(prev);
+    return;
   }
   if (p.nt == 1) {
     forward_range(out, inp, wp, b, e, 0, g->B, ws, ws + p.col, &p, g);

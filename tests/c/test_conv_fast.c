@@ -266,6 +266,8 @@ int main (void) {
     conv_case(geom(4, 64, 14, 14, 64, 3, 1, 1, 4), 1, 1e-4, "grouped");
     conv_case(geom(3, 8, 9, 9, 4, 3, 1, 1, 1), 1, 1e-4, "small (one thread)");
     conv_case(geom(1, 128, 12, 12, 64, 3, 2, 1, 1), 0, 1e-4, "one image");
+    // one image, 2 threads: its output rows split between them (odd rows: a short last block)
+    conv_case(geom(1, 16, 41, 40, 24, 3, 2, 1, 1), 1, 1e-4, "one image, rows split");
     // one image's columns past 2 x 256K floats: im2col and the GEMMs go by blocks of rows
     conv_case(geom(3, 3, 150, 150, 16, 7, 2, 3, 1), 1, 1e-4, "gemm row blocks (a stem)");
     // Winograd F(2x2,3x3) and, where the CPU has AVX2 and FMA, F(4x4,3x3) (TRL_CONV_WINOGRAD=2
