@@ -333,6 +333,27 @@ void trl_free (void *p, size_t nbytes) {
   free(p);
 }
 
+void *trl_alloc_direct (size_t nbytes) {
+  size_t n = (nbytes + 63) & ~(size_t)63;
+  if (n == 0) n = 64;
+#ifdef SANITIZED
+  return aligned_alloc(64, n);
+#else
+  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+#endif
+}
+
+void trl_free_direct (void *p, size_t nbytes) {
+  if (p == NULL) return;
+#ifdef SANITIZED
+  (void)nbytes;
+  free(p);
+#else
+  munmap(p, (nbytes + 63) & ~(size_t)63 ? (nbytes + 63) & ~(size_t)63 : 64);
+#endif
+}
+
 size_t trl_mem_bytes (void) {
   return atomic_load(&held);
 }

@@ -1224,7 +1224,8 @@ static void gemm_weights (float *wp, const float *w, const trl_conv_geom *g) {
 // A thread's columns take K * rb * OW floats: the plan's p->nt * p->col hold them all.
 static int row_team (const plan *p, const trl_conv_geom *g) {
   int nt = trl_get_num_threads();
-  if (p->kind != GENERAL || g->G != 1 || nt < 2 || p->nt >= nt || omp_get_level() > 0) return 0;
+  if (p->kind != GENERAL || g->G != 1 || nt < 2 || g->B >= nt || p->nt != g->B ||
+      omp_get_level() > 0) return 0;   // (p->nt < B: too small to share)
   int rb = g->OH / nt, br = block_rows(p, g);
   if (br && br < rb) rb = br;
   if (rb < 1 || rb * g->OW < 96) return 0;
@@ -1555,7 +1556,7 @@ trl_conv_pack *trl_conv_pack_new (void) { return calloc(1, sizeof(trl_conv_pack)
 void trl_conv_pack_clear (trl_conv_pack *p) {
   if (!p) return;
   for (int i = 0; i < 2; i++) {
-    trl_free(p->slot[i].buf, p->slot[i].n * sizeof(float));
+    trl_free_direct(p->slot[i].buf, p->slot[i].n * sizeof(float));
     memset(&p->slot[i], 0, sizeof p->slot[i]);
   }
 }
@@ -1588,11 +1589,11 @@ const float *conv_pack_get (trl_conv_pack *p, const trl_tensor *w, const trl_ten
   int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
   size_t n = form == CONV_FORM_WINO4 ? wino4_weights_size(g)
                                      : (size_t)g->G * trl_gemm_packed_size(OCg, K);
-  if (n != s->n) {
-    trl_free(s->buf, s->n * sizeof(float));
+  if (n != s->n) {   // pages of their own: clearing a pack gives them back (mem.h)
+    trl_free_direct(s->buf, s->n * sizeof(float));
     s->n = 0;
     s->src = NULL;
-    if (!(s->buf = trl_alloc(n * sizeof(float)))) return NULL;
+    if (!(s->buf = trl_alloc_direct(n * sizeof(float)))) return NULL;
     s->n = n;
   }
   if (form == CONV_FORM_WINO4) wino4_weights(s->buf, trl_f32(wc), wino_threads(), g);

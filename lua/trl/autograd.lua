@@ -17,9 +17,18 @@ local function scoped(rec, train, fn, ...)
   return table.unpack(res, 2, res.n)
 end
 
+local train_hooks = {}
+
+-- _on_train(f): f() runs whenever record starts in training mode. trl.gluon.nn.fused frees
+-- there what inference has kept (conv packs): a training step's memory comes first.
+function autograd._on_train(f) train_hooks[#train_hooks + 1] = f end
+
 -- record(fn, train_mode=true)
 function autograd.record(fn, train_mode)
   if train_mode == nil then train_mode = true end
+  if train_mode then
+    for i = 1, #train_hooks do train_hooks[i]() end
+  end
   return scoped(true, train_mode, fn)
 end
 

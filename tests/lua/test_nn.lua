@@ -824,6 +824,17 @@ test('hybridized convs keep their weights prepacked; every write to a weight is 
   trainer:step(2)
   local y = same('Trainer step')
   assert((y - y0):abs():max():item() > 0, 'the step changed nothing')
+  -- training another net (not hybridized) frees them too; the next inference call rebuilds
+  net(x)
+  assert(select(2, builds()) > 0)
+  local other = nn.Dense(3, {in_units = 4})
+  other:initialize()
+  autograd.record(function() other(nd.ones{2, 4}) end)
+  assert(select(2, builds()) == 0, 'packs kept while another net trains')
+  same('after another net trained')
+  net(x)
+  autograd.record(function() other(nd.ones{2, 4}) end, false)   -- recording, predict mode
+  assert(select(2, builds()) > 0, 'packs freed by a predict-mode record')
   -- hybridize(false) frees them too
   net:hybridize(false)
   assert(select(2, builds()) == 0, 'packs kept after hybridize(false)')

@@ -17,7 +17,8 @@ Every hybridized Conv2D keeps its weight prepacked for inference (a conv pack, t
 panels, or the Winograd transform, 4x the weight's size): built on the first inference call,
 reused while the weight's storage keeps its stamp (any write through the tensor API, a
 Trainer step, set_data or load_parameters moves it, and the next call rebuilds), released
-when the conv runs in training or recording, or is hybridized off.
+when any net starts training (autograd.record), when the conv runs in training or recording,
+or is hybridized off.
 A hybridized HybridSequential (and the zoo's blocks) also releases each intermediate tensor as
 soon as the next layer has consumed it, in training too (autograd keeps what backward needs):
 its memory goes back to the block cache at once instead of when the garbage collector gets to
@@ -56,6 +57,10 @@ function M.features_output(net, x)
   return y
 end
 
+-- The packs that inference has used since training last started (weak: a dead block's pack
+-- goes with it).
+local used = setmetatable({}, {__mode = 'k'})
+
 -- pack(conv): the conv pack of a hybridized Conv2D, made on first use.
 local function pack(conv)
   local p = rawget(conv, '_pack')
@@ -63,8 +68,17 @@ local function pack(conv)
     p = nn_ops().conv_pack()
     rawset(conv, '_pack', p)
   end
+  used[p] = true
   return p
 end
+
+-- Training of any net frees every pack (the notebook trains the net from scratch while the
+-- fine-tuned one, evaluated last, would still hold 150 MB); inference rebuilds them.
+autograd._on_train(function()
+  if next(used) == nil then return end
+  for p in pairs(used) do p:clear() end
+  used = setmetatable({}, {__mode = 'k'})
+end)
 
 -- release_pack(conv): free what conv's pack holds (training, or hybridize(false)).
 function M.release_pack(conv)
