@@ -168,14 +168,16 @@ static void *map_block (int c) {
   return p;
 }
 
-static void unmap_block (void *b, int c) {
+static void unmap_once (void *p, size_t n) {
 #ifdef SANITIZED
-  (void)c;
-  free(b);
+  (void)n;
+  free(p);
 #else
-  munmap(b, class_size(c));
+  munmap(p, n);
 #endif
 }
+
+static void unmap_block (void *b, int c) { unmap_once(b, class_size(c)); }
 
 // Smaller blocks come from malloc.
 static void *raw_alloc (size_t n) {
@@ -333,25 +335,15 @@ void trl_free (void *p, size_t nbytes) {
   free(p);
 }
 
+// Whole pages, as map_once takes them.
+static size_t direct_size (size_t nbytes) { return (nbytes + 4095) & ~(size_t)4095; }
+
 void *trl_alloc_direct (size_t nbytes) {
-  size_t n = (nbytes + 63) & ~(size_t)63;
-  if (n == 0) n = 64;
-#ifdef SANITIZED
-  return aligned_alloc(64, n);
-#else
-  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-#endif
+  return map_once(direct_size(nbytes ? nbytes : 1));
 }
 
 void trl_free_direct (void *p, size_t nbytes) {
-  if (p == NULL) return;
-#ifdef SANITIZED
-  (void)nbytes;
-  free(p);
-#else
-  munmap(p, (nbytes + 63) & ~(size_t)63 ? (nbytes + 63) & ~(size_t)63 : 64);
-#endif
+  if (p) unmap_once(p, direct_size(nbytes ? nbytes : 1));
 }
 
 size_t trl_mem_bytes (void) {
