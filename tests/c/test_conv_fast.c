@@ -311,7 +311,7 @@ int main (void) {
     // conv packs: F(4x4) where a forward without one runs F(2x2) (14x14, one image) or im2col
     // (7x7, two images), odd sizes, the GEMM forms (stride 2, 1x1, groups, a stem), none for depthwise
     enum { NONE = CONV_FORM_NONE, GEMM = CONV_FORM_GEMM, WINO4 = CONV_FORM_WINO4 };
-    pack_case(geom(1, 64, 14, 14, 64, 3, 1, 1, 1), WINO4);
+    pack_case(geom(1, 32, 14, 14, 32, 3, 1, 1, 1), WINO4);
     pack_case(geom(2, 32, 7, 7, 48, 3, 1, 1, 1), WINO4);
     pack_case(geom(1, 32, 7, 7, 48, 3, 1, 1, 1), GEMM);   // 4 tiles: im2col
     pack_case(geom(2, 13, 9, 11, 17, 3, 1, 1, 1), WINO4);
@@ -319,7 +319,7 @@ int main (void) {
     pack_case(geom(2, 24, 10, 10, 40, 1, 1, 0, 1), GEMM);
     pack_case(geom(2, 32, 9, 9, 32, 3, 1, 1, 4), GEMM);
     pack_case(geom(2, 16, 12, 12, 16, 3, 1, 1, 16), NONE);
-    pack_case(geom(1, 3, 150, 150, 16, 7, 2, 3, 1), GEMM);
+    pack_case(geom(1, 3, 120, 120, 8, 7, 2, 3, 1), GEMM);   // L2 blocks of rows, split
     pack_case(geom(1, 8, 6, 6, 8, 3, 1, 1, 1), GEMM);
     if (!wino4_cpu()) printf("no AVX2: the packs hold GEMM panels only\n");
   }
