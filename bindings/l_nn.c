@@ -229,8 +229,8 @@ static int pack_builds (lua_State *L) {
 
 static int pack_tostring (lua_State *L) {
   trl_conv_pack *p = *checkpack(L, 1);
-  lua_pushfstring(L, "conv_pack: %d bytes, %d builds", (int)trl_conv_pack_bytes(p),
-                  (int)trl_conv_pack_builds(p));
+  lua_pushfstring(L, "conv_pack: %I bytes, %I builds", (lua_Integer)trl_conv_pack_bytes(p),
+                  (lua_Integer)trl_conv_pack_builds(p));
   return 1;
 }
 

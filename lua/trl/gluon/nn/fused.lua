@@ -119,6 +119,15 @@ local function bn_clamped(bn, act, x)
   return apply(act, bn(x))
 end
 
+-- clamp(bn(conv(x)), lo, hi) by trl._nn.conv2d_bn_act with conv's pack; ref is bn_ref's
+-- table or nil.
+local function packed_conv(conv, ref, lo, hi, x)
+  local kw, b = conv._kwargs, conv.bias
+  return nn_ops().conv2d_bn_act(x, conv.weight:data(), b and b:data() or nil, ref,
+    {stride = kw.stride, pad = kw.pad, dilation = kw.dilate, groups = kw.num_group,
+     lo = lo, hi = hi, pack = pack(conv)})
+end
+
 -- conv_bn_act(conv, bn, act, x) = act(bn(conv(x))), fused when it can be; bn and act may be
 -- nil, act is a block or 'relu'.
 function M.conv_bn_act(conv, bn, act, x)
@@ -129,10 +138,7 @@ function M.conv_bn_act(conv, bn, act, x)
     if #shape == 4 and w.shape[2] ~= 0 and w.shape[2] * kw.num_group == shape[2] then
       local ref = bn and bn_ref(bn, w.shape[1])
       if bn == nil or ref then
-        local b = conv.bias
-        return nn_ops().conv2d_bn_act(x, w:data(), b and b:data() or nil, ref,
-          {stride = kw.stride, pad = kw.pad, dilation = kw.dilate, groups = kw.num_group,
-           lo = lo, hi = hi, pack = pack(conv)})
+        return packed_conv(conv, ref, lo, hi, x)
       end
     end
   end
@@ -149,11 +155,9 @@ function M.conv_forward(conv, x)
     M.release_pack(conv)
     return nil
   end
-  local kw, b, act = conv._kwargs, conv.bias, conv.act
+  local act = conv.act
   local lo, hi = bounds(act)
-  local y = nn_ops().conv2d_bn_act(x, conv.weight:data(), b and b:data() or nil, nil,
-    {stride = kw.stride, pad = kw.pad, dilation = kw.dilate, groups = kw.num_group,
-     lo = lo or -math.huge, hi = hi or math.huge, pack = pack(conv)})
+  local y = packed_conv(conv, nil, lo or -math.huge, hi or math.huge, x)
   if act ~= nil and lo == nil then
     local z = act(y)
     if z ~= y then y:release() end
