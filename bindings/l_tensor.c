@@ -912,6 +912,12 @@ static int m_fresh_grads (lua_State *L) {
   return 1;
 }
 
+// grads_reused() -> gradient buffers backward handed on in place so far (trl_tape_reused)
+static int m_grads_reused (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)trl_tape_reused());
+  return 1;
+}
+
 static int m_set_num_threads (lua_State *L) {
   trl_set_num_threads((int)luaL_checkinteger(L, 1));
   return 0;
@@ -986,7 +992,7 @@ static const luaL_Reg funcs[] = {
   {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state}, {"randint", m_randint}, {"rand", m_rand}, {"where", m_where}, {"concat", m_concat},
   {"matmul", t_matmul}, {"maximum", t_maximum}, {"minimum", t_minimum},
   {"tape_set", m_tape_set}, {"tape_state", m_tape_state},
-  {"mem_peak", m_mem_peak}, {"fresh_grads", m_fresh_grads}, {"clock", m_clock}, {"sgemm_raw", m_sgemm_raw}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
+  {"mem_peak", m_mem_peak}, {"fresh_grads", m_fresh_grads}, {"grads_reused", m_grads_reused}, {"clock", m_clock}, {"sgemm_raw", m_sgemm_raw}, {"live", m_live}, {"mem_bytes", m_mem_bytes}, {"is_tensor", m_is_tensor},
   {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
   {NULL, NULL}
 };

@@ -18,6 +18,10 @@ typedef struct trl_node trl_node;
 // the first contribution), for every i with gin[i] != NULL, given gout = d(loss)/d(output).
 // Exception: a node whose 'overwrites' has bit i may find bit i set in 'fresh': gin[i] is then
 // the first contribution, NOT zero-filled, and backward must write every element of it.
+// A node whose 'reuses' has bit i (a subset of 'overwrites') computes gin[i] elementwise from
+// gout at the same index: backward may then hand it gout's own buffer as a fresh gin[i] (same
+// shape, nobody else holding it), so BatchNorm, ReLU and a residual add pass their gradient on
+// in place instead of filling a new activation-sized block.
 typedef trl_status (*trl_backward_fn) (trl_node *n, const trl_tensor *gout, trl_tensor **gin);
 
 struct trl_node {
@@ -34,6 +38,7 @@ struct trl_node {
   uint32_t mark;                           // scratch for graph walks
   int freed;                               // saved tensors dropped by a backward without retain
   unsigned overwrites;                     // inputs whose gin backward can write when fresh
+  unsigned reuses;                         // of those, inputs whose gin may BE gout (below)
   unsigned fresh;                          // during backward: gin[i] holds garbage (see above)
   size_t payload_size;
   _Alignas(16) unsigned char payload[];    // op parameters (strides, axis, ...)
@@ -50,6 +55,8 @@ int trl_tape_set (int recording, int training);
 // 0 turns off 'fresh' gradient buffers (every one is zero-filled, as before they existed);
 // returns the previous setting. For tests that compare both ways.
 int trl_tape_set_fresh (int on);
+// Gradient buffers that backward handed on in place (see 'reuses'), counted since the start.
+uint64_t trl_tape_reused (void);
 
 /* }================================================================== */
 

@@ -376,7 +376,7 @@ trl_status trl_batchnorm (trl_tensor **out, trl_tensor *x, trl_tensor *gamma, tr
     goto done;
   if (node) {
     memcpy(node->payload, &info, sizeof info);
-    node->overwrites = 1u;
+    node->overwrites = node->reuses = 1u;   // dx[i] from dout[i], x[i] and the sums
     trl_node_save(node, 0, xc);
     trl_node_save(node, 1, mean);
     trl_node_save(node, 2, invstd);

@@ -298,6 +298,7 @@ static trl_status binary_backward (trl_node *n, const trl_tensor *gout, trl_tens
       for (int i = 0; i < 2; i++) {
         if (!gin[i]) continue;
         if ((n->fresh >> i) & 1u) {
+          if (trl_f32(gin[i]) == trl_f32(g)) continue;   // gout's own buffer (reuses)
           if (trl_same_shape(gin[i], g)) { TRL_TRY(copy_f32(gin[i], g)); continue; }
           memset(trl_f32(gin[i]), 0, sizeof(float) * (size_t)trl_numel(gin[i]));
         }
@@ -395,7 +396,7 @@ trl_status trl_binary (trl_tensor **out, trl_op op, trl_tensor *a, trl_tensor *b
     st = trl_tape_record(&node, *out, op, binary_backward, 2, in, 0);
     if (st == TRL_OK && (op == TRL_OP_DIV || op == TRL_OP_POW)) trl_node_save(node, 0, *out);
     // add/sub need only shapes; div needs b and the output
-    if (st == TRL_OK && op == TRL_OP_ADD) node->overwrites = 3u;
+    if (st == TRL_OK && op == TRL_OP_ADD) node->overwrites = node->reuses = 3u;
     unsigned drop = op == TRL_OP_ADD || op == TRL_OP_SUB ? 3u : op == TRL_OP_DIV ? 1u : 0u;
     if (st == TRL_OK && drop) st = trl_node_drop_values(node, drop);
   }
@@ -520,7 +521,7 @@ trl_status trl_unary (trl_tensor **out, trl_op op, trl_tensor *a) {
       trl_node *node;
       st = trl_tape_record(&node, *out, op, unary_backward, 1, in, 0);
       if (st == TRL_OK) trl_node_save(node, 0, *out);
-      if (st == TRL_OK && op == TRL_OP_RELU) node->overwrites = 1u;
+      if (st == TRL_OK && op == TRL_OP_RELU) node->overwrites = node->reuses = 1u;
       if (st == TRL_OK && !needs_input(op)) st = trl_node_drop_values(node, 1);
     }
   }
@@ -577,7 +578,7 @@ trl_status trl_clip (trl_tensor **out, trl_tensor *a, double lo, double hi) {
   st = trl_tape_record(&node, *out, TRL_OP_CLIP, clip_backward, 1, in, sizeof(clip_payload));
   if (st == TRL_OK && node) {
     *(clip_payload *)node->payload = (clip_payload){l, h};
-    node->overwrites = 1u;
+    node->overwrites = node->reuses = 1u;
   }
   if (st != TRL_OK) { trl_tensor_release(*out); *out = NULL; }
   return st;

@@ -14,6 +14,7 @@ local trl = {
     mem_peak = T.mem_peak,    -- the most bytes of tensor storage held at once
     sgemm_raw = T.sgemm_raw,  -- c = a b through sgemm, no allocation (benchmarks)
     fresh_grads = T.fresh_grads,  -- false: zero-fill every gradient buffer (tests)
+    grads_reused = T.grads_reused,  -- gradient buffers backward passed on in place so far
   },
   set_num_threads = T.set_num_threads,
   get_num_threads = T.get_num_threads,

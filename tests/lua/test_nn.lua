@@ -844,6 +844,33 @@ test('hybridized convs keep their weights prepacked; every write to a weight is 
   assert(tostring(p):match('^conv_pack: 0 bytes, 0 builds'))
 end)
 
+test('backward passes gradient buffers on in place through add, clip, relu and BatchNorm', function()
+  local N2 = require 'trl._nn'
+  nd.random.seed(12)
+  local x = nd.random.uniform(-1, 1, {4, 3, 8, 8})
+  x:attach_grad()
+  local function run(fresh)
+    local prev = trl.debug.fresh_grads(fresh)
+    local r0 = trl.debug.grads_reused()
+    local l
+    autograd.record(function()
+      local h = x * 2
+      local bn = N2.batch_norm(h, nil, nil, nd.zeros{3}, nd.ones{3}, {training = true})
+      l = ((bn:relu():clip(-0.5, 0.5) + h * 1) * 3):sum()
+    end)
+    l:backward()
+    trl.debug.fresh_grads(prev)
+    return x.grad:totable(), trl.debug.grads_reused() - r0
+  end
+  -- the add hands its gradient to the clip's output (its first input; the second gets a
+  -- copy), the clip to the relu's, the relu to BatchNorm's. Not to h: h * 1 already wrote
+  -- into h's gradient, which BatchNorm adds to.
+  local g1, n1 = run(true)
+  local g0, n0 = run(false)   -- every gradient zero-filled: nothing handed on
+  assert(n1 == 3 and n0 == 0, ('handed on %d and %d buffers'):format(n1, n0))
+  approx(g1, g0, 0)   -- exact
+end)
+
 test('backward writes first gradients without zero-filling them: same bits as zero-filled', function()
   local N2 = require 'trl._nn'
   local function run(fresh)
