@@ -11,9 +11,10 @@
 ** request whose class has no cached block may take one of up to 4x the size, within the peak:
 ** inference at batch 128 frees the stem's 400 MB output early and asks for ever smaller
 ** blocks as the net goes deeper; with exact classes the bound made it evict and fault in
-** about 1.6 GB per step (bench/NOTES.md 39). On Linux an evicted block's pages move into the
-** block whose miss evicted it (mremap), so a step that outgrows the bound reuses resident
-** memory instead of unmapping it and faulting fresh zeroed pages in (NOTES 40).
+** about 1.6 GB per step (bench/NOTES.md 39). On Linux a miss takes the pages of cached
+** blocks, least recently freed first (mremap; a larger block gives its head and stays cached,
+** smaller), so a step whose blocks do not match the last step's classes reuses resident
+** memory instead of faulting fresh zeroed pages in (NOTES 40, 64).
 ** The hooks run on the thread that installed them only; workers never call them:
 ** each large allocation advances Lua's incremental GC by its size (as if Lua had allocated it),
 ** and a full GC runs when malloc fails or tensor memory passes the soft limit.
@@ -117,7 +118,7 @@ static int gc_stress (void) {
 #endif
 #endif
 #if defined(__linux__) && defined(MREMAP_FIXED) && !defined(SANITIZED)
-#define RECYCLE 1   // evicted blocks' pages go to the new block (evict_lru)
+#define RECYCLE 1   // a miss takes cached blocks' pages (recycle)
 #endif
 
 // With TRL_HUGEPAGES=1, blocks of HUGE_MIN and up ask for 2 MiB pages (transparent huge
@@ -208,41 +209,79 @@ static size_t class_size (int c) {
   return ((size_t)1 << e) + (size_t)k * ((size_t)1 << (e - 2));
 }
 
+// With cache_lock held: the least recently freed cached block, taken off its list (lists run
+// newest to oldest, so it is some list's last block); *cls gets its class.
+static block *take_oldest (int *cls) {
+  block **oldest = NULL;
+  int oc = -1;
+  for (int c = 0; c < NCLASS; c++)
+    for (block **l = &cache[c]; *l; l = &(*l)->next)
+      if (!(*l)->next && (oldest == NULL || (*l)->stamp < (*oldest)->stamp)) oldest = l, oc = c;
+  block *b = *oldest;
+  *oldest = NULL;
+  cached -= class_size(oc);
+  *cls = oc;
+  return b;
+}
+
 // With cache_lock held: evict cached blocks, least recently freed first, until live + cached
 // + n fits within the peak of live bytes (counting n) plus the slack. Blocks that were not
 // reused for longest go first: they belong to shapes the program stopped using (warm-up, an
 // earlier model), while the ones just freed are the working set of the current step.
-// An evicted block's pages move into 'dest' (n bytes, just mapped and untouched; NULL: none)
-// up to its first 'used' bytes (a whole number of pages: a block's tail past its tensor stays
-// unmapped until some larger tensor writes it): the new block then starts with resident pages
-// instead of faulting each one in and having the kernel zero it. The rest is unmapped.
-static void evict_lru (size_t live, size_t n, char *dest, size_t used) {
+static void evict_lru (size_t live, size_t n) {
   size_t peak = live + n > peak_held ? live + n : peak_held, bound = peak + cache_slack();
-  size_t filled = 0;
   while (cached && live + n + cached > bound) {
-    block **oldest = NULL;
-    int oc = -1;
-    for (int c = 0; c < NCLASS; c++)
-      for (block **l = &cache[c]; *l; l = &(*l)->next)   // lists run newest to oldest
-        if (!(*l)->next && (oldest == NULL || (*l)->stamp < (*oldest)->stamp)) oldest = l, oc = c;
-    block *b = *oldest;
-    *oldest = NULL;   // b was its list's last block
-    size_t bn = class_size(oc);
-    cached -= bn;
-#ifdef RECYCLE
-    if (dest && filled < used) {   // both page-aligned, sizes whole pages
-      size_t take = used - filled < bn ? used - filled : bn;
-      if (mremap(b, bn, take, MREMAP_MAYMOVE | MREMAP_FIXED, dest + filled) != MAP_FAILED) {
-        filled += take;   // (a shrinking move unmapped the rest of b)
-        continue;
-      }
-    }
-#else
-    (void)dest, (void)filled, (void)used;
-#endif
-    unmap_block(b, oc);
+    int c;
+    block *b = take_oldest(&c);
+    unmap_block(b, c);
   }
 }
+
+#ifdef RECYCLE
+// With cache_lock held: the n bytes at r (whole pages, the tail of a block whose head went to
+// recycle) as cached blocks of the largest classes that fit, each freed at 'stamp' (their
+// place in the LRU order is their old block's); less than CACHE_MIN left over is unmapped.
+static void recache (char *r, size_t n, uint64_t stamp) {
+  while (n >= CACHE_MIN) {
+    int e = 63 - __builtin_clzll((unsigned long long)n);
+    int c = (e - 16) * 4 + (int)((n - ((size_t)1 << e)) >> (e - 2));   // rounded down
+    if (c >= NCLASS) c = NCLASS - 1;
+    size_t cn = class_size(c);
+    block *b = (block *)r, **l = &cache[c];
+    while (*l && (*l)->stamp > stamp) l = &(*l)->next;
+    b->stamp = stamp;
+    b->next = *l;
+    *l = b;
+    cached += cn;
+    r += cn;
+    n -= cn;
+  }
+  if (n) unmap_once(r, n);
+}
+
+// With cache_lock held: move cached blocks' pages, least recently freed first, into 'dest' (a
+// new block, just mapped and untouched) up to its first 'used' bytes (a whole number of
+// pages: a block's tail past its tensor stays unmapped until some larger tensor writes it).
+// The new block then starts with resident pages (mremap moves page table entries: ~0.01 us a
+// page, where faulting a fresh page in and zeroing it took 3.4 us on a 2-core VM) instead of
+// growing the process while the cache holds memory that may never be asked for in its class
+// again. A block larger than what is left to fill gives its head and stays cached, smaller.
+static void recycle (char *dest, size_t used) {
+  size_t filled = 0;
+  while (cached && filled < used) {
+    int c;
+    block *b = take_oldest(&c);
+    size_t bn = class_size(c), take = used - filled < bn ? used - filled : bn;
+    uint64_t stamp = b->stamp;
+    if (mremap(b, take, take, MREMAP_MAYMOVE | MREMAP_FIXED, dest + filled) == MAP_FAILED) {
+      unmap_block(b, c);   // (the kernel's map count, say): the rest of dest faults in
+      return;
+    }
+    filled += take;
+    if (take < bn) recache((char *)b + take, bn - take, stamp);
+  }
+}
+#endif
 
 void *trl_alloc (size_t nbytes) {
   size_t n = (nbytes + 63) & ~(size_t)63;
@@ -279,9 +318,14 @@ void *trl_alloc (size_t nbytes) {
   if (p == NULL && c >= 0) {   // a miss: a new block, with room made for it
     p = map_block(c);
     if (p && cached) {
-      size_t pg = (size_t)sysconf(_SC_PAGESIZE), used = (want + HDR + pg - 1) / pg * pg;
       pthread_mutex_lock(&cache_lock);
-      evict_lru(atomic_load(&held), n, p, used < n ? used : n);
+#ifdef RECYCLE
+      size_t pg = (size_t)sysconf(_SC_PAGESIZE), used = (want + HDR + pg - 1) / pg * pg;
+      recycle(p, used < n ? used : n);
+#else
+      (void)want;
+#endif
+      evict_lru(atomic_load(&held), n);
       pthread_mutex_unlock(&cache_lock);
     }
   } else if (p == NULL) {
@@ -328,7 +372,7 @@ void trl_free (void *p, size_t nbytes) {
     b->stamp = ticks++;
     cache[c] = b;
     cached += n;
-    evict_lru(atomic_load(&held), 0, NULL, 0);
+    evict_lru(atomic_load(&held), 0);
     pthread_mutex_unlock(&cache_lock);
     return;
   }

@@ -5,7 +5,9 @@
 ** recently freed blocks go first, and the block just freed is kept. A request that finds no
 ** block of its class may take one up to 4x larger (not with trl_mem_exact on, nor past the
 ** peak). Cached blocks carry a 64-byte header: a request of a class size minus 64 bytes
-** fills that class exactly (REQ). On Linux an evicted block's pages start the new block.
+** fills that class exactly (REQ). On Linux (RECYCLING) a miss takes the cached blocks' pages,
+** least recently freed first, and a block larger than the request gives its head and stays
+** cached, smaller; elsewhere (and under ASan) a miss maps fresh memory.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,11 @@
 
 #define MIB ((size_t)1 << 20)
 #define REQ(n) ((n) - 64)
+#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)   // (mem.c: malloc under ASan)
+#define RECYCLING 1
+#else
+#define RECYCLING 0
+#endif
 
 int main (void) {
   setenv("TRL_CACHE_MB", "2", 1);
@@ -36,13 +43,20 @@ int main (void) {
   CHECK_EQ(trl_mem_cached(), 0);
   trl_free(a2, REQ(MIB));              // a is now the older of the two
   trl_free(b2, REQ(MIB + MIB / 4));
+  void *c = trl_alloc(REQ(3 * MIB)), *b3;
+  CHECK(c != NULL);
+#if RECYCLING
+  // a miss of 3 MiB takes a's and b's pages (least recently freed first), not fresh ones
+  CHECK_EQ(trl_mem_cached(), 0);
+  b3 = trl_alloc(REQ(MIB + MIB / 4));
+  CHECK(b3 != NULL);
+#else
   // a miss of 3 MiB: live + cached would be 5.25 MiB against a bound of 3 + 2; evicting the
   // least recently freed block (a, 1 MiB) is enough, so b stays
-  void *c = trl_alloc(REQ(3 * MIB));
-  CHECK(c != NULL);
   CHECK_EQ(trl_mem_cached(), MIB + MIB / 4);
-  void *b3 = trl_alloc(REQ(MIB + MIB / 4));
+  b3 = trl_alloc(REQ(MIB + MIB / 4));
   CHECK(b3 == b);
+#endif
   // freeing c: live 1.25 + cached 3 fits the bound (peak 4.25 + 2)
   trl_free(c, REQ(3 * MIB));
   CHECK_EQ(trl_mem_cached(), 3 * MIB);
@@ -65,22 +79,26 @@ int main (void) {
   trl_free(r, REQ(MIB));
   CHECK_EQ(trl_mem_cached(), 4 * MIB);
   CHECK_EQ(trl_mem_bytes(), MIB);
-  // not with trl_mem_exact on (a recorded step): a new 1 MiB block
+  // not with trl_mem_exact on (a recorded step): a new 1 MiB block (which, recycling, takes
+  // the 4 MiB block's first 1 MiB of pages; 3 MiB of it stays cached)
   trl_mem_exact(1);
   void *r2 = trl_alloc(REQ(MIB));
   CHECK(r2 != big && r2 != NULL);
-  CHECK_EQ(trl_mem_cached(), 4 * MIB);
+  CHECK_EQ(trl_mem_cached(), RECYCLING ? 3 * MIB : 4 * MIB);
   trl_free(r2, REQ(MIB));
   trl_mem_exact(0);
-  // nor past the peak: with 2 MiB live, taking the 4 MiB block would hold 6 > 5
+  // nor past the peak: with 2 MiB live, taking the 4 MiB block would hold 6 > 5 (recycling:
+  // the 3 MiB left of it would hold 5, and is taken)
   void *x = trl_alloc(REQ(MIB));   // r2's block, its own class
   CHECK(x == r2);
   void *y = trl_alloc(REQ(MIB));
-  CHECK(y != big && y != NULL);
-  CHECK_EQ(trl_mem_cached(), 4 * MIB);
-  CHECK_EQ(trl_mem_bytes(), 3 * MIB);
+  CHECK(y != NULL);
+  if (RECYCLING) CHECK(y == (char *)big + MIB);
+  else CHECK(y != big);
+  CHECK_EQ(trl_mem_cached(), RECYCLING ? 0 : 4 * MIB);
+  CHECK_EQ(trl_mem_bytes(), RECYCLING ? 5 * MIB : 3 * MIB);
   // up to 8 classes (4 per power of two) larger: 1 MiB takes the 4 MiB block, 768 KiB
-  // (10 classes below it) does not
+  // (10 classes below it) does not (recycling, it takes its head, and 1 MiB the 3 MiB left)
   trl_free(x, REQ(MIB)), trl_free(y, REQ(MIB)), trl_free(small, REQ(MIB));
   trl_mem_trim();
   big = trl_alloc(REQ(4 * MIB));
@@ -88,14 +106,14 @@ int main (void) {
   void *z = trl_alloc(REQ(768 * 1024));
   CHECK(z != big);
   void *w = trl_alloc(REQ(MIB));
-  CHECK(w == big);
+  CHECK(w == (RECYCLING ? (char *)big + 768 * 1024 : big));
   trl_free(z, REQ(768 * 1024)), trl_free(w, REQ(MIB));
   CHECK_EQ(trl_mem_bytes(), 0);
   trl_mem_trim();
-#if defined(__linux__) && !defined(__SANITIZE_ADDRESS__)   // (mem.c: malloc under ASan)
-  // An evicted block's pages go to the new block that evicted it (mremap), not back to the
-  // system: 8 MiB is past every earlier peak, so live + cached (4 MiB) + 8 > 8 + 2 evicts
-  // the cached 4 MiB block, whose bytes then start the new one; the rest is fresh (zero).
+#if RECYCLING
+  // A miss takes cached blocks' pages (mremap), least recently freed first, not fresh ones
+  // from the system: the cached 4 MiB block's bytes start the new 8 MiB one; the rest is
+  // fresh (zero).
   unsigned char *old = trl_alloc(REQ(4 * MIB));
   memset(old, 0xAB, REQ(4 * MIB));
   trl_free(old, REQ(4 * MIB));
@@ -105,6 +123,30 @@ int main (void) {
   CHECK(nu[0] == 0xAB && nu[REQ(4 * MIB) - 1] == 0xAB);
   CHECK(nu[4 * MIB] == 0 && nu[REQ(8 * MIB) - 1] == 0);
   trl_free(nu, REQ(8 * MIB));
+  trl_mem_trim();
+  // A block larger than the request gives its head and stays cached as the largest classes
+  // that fit its tail, in its place in the LRU order: 8 MiB written 0xAB, then 3 MiB with
+  // trl_mem_exact on (no larger block) takes its first 3 MiB; the other 5 MiB stay cached as
+  // blocks of 5 MiB (a class) and keep their bytes. A 2.5 MiB request then finds no block of
+  // its class and takes the head of the 5 MiB block: 2.5 MiB stays cached.
+  trl_mem_exact(1);
+  unsigned char *big8 = trl_alloc(REQ(8 * MIB));
+  memset(big8, 0xAB, REQ(8 * MIB));
+  trl_free(big8, REQ(8 * MIB));
+  unsigned char *h3 = trl_alloc(REQ(3 * MIB));
+  CHECK(h3[0] == 0xAB && h3[REQ(3 * MIB) - 1] == 0xAB);
+  CHECK_EQ(trl_mem_cached(), 5 * MIB);
+  unsigned char *t5 = trl_alloc(REQ(5 * MIB));   // the tail, its own class: a hit
+  CHECK(t5 == big8 + 3 * MIB);
+  CHECK(t5[0] == 0xAB && t5[REQ(5 * MIB) - 1] == 0xAB);
+  CHECK_EQ(trl_mem_cached(), 0);
+  trl_free(t5, REQ(5 * MIB));
+  unsigned char *h25 = trl_alloc(REQ(2 * MIB + MIB / 2));
+  CHECK(h25 != NULL && h25[0] == 0xAB);
+  CHECK_EQ(trl_mem_cached(), 2 * MIB + MIB / 2);
+  trl_free(h3, REQ(3 * MIB)), trl_free(h25, REQ(2 * MIB + MIB / 2));
+  CHECK_EQ(trl_mem_bytes(), 0);
+  trl_mem_exact(0);
   trl_mem_trim();
 #endif
   return check_summary();
