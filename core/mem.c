@@ -33,13 +33,19 @@
 #define NCLASS 160                    // 4 classes per power of two, 64 KiB .. 2^56
 #define SLACK_DEFAULT ((size_t)256 << 20)  // live + cached <= peak live + this ($TRL_CACHE_MB)
 
-// A cached block: its first bytes link it into its class's list (newest first) and record
-// when it was freed, so eviction can take the least recently freed blocks first.
-typedef struct block { struct block *next; uint64_t stamp; } block;
+// A cached block: its first bytes link it into its class's list (newest first), record when
+// it was freed, so eviction can take the least recently freed blocks first, and how many of
+// its bytes (from its start, whole pages) are resident: those its largest tensor wrote, or
+// recycle moved in. Its tail past them was never touched (class rounding), and moving that
+// to a new block would move no pages. 'res' keeps its place while the block is in use (the
+// header, below), so it outlives each tensor.
+typedef struct block { struct block *next; uint64_t stamp; size_t res; } block;
 
 // Blocks of CACHE_MIN and up start with a header of HDR bytes (the caller's pointer is past
-// it) holding the block's size class: a request may get a block of a larger class.
+// it) holding the block's size class (an int at its start: a request may get a block of a
+// larger class) and its resident bytes (at block's 'res').
 #define HDR 64
+_Static_assert(sizeof(block) <= HDR, "a cached block's fields fit in the header");
 #define UPSIZE 8   // a miss may take a cached block up to 8 classes (4x) larger
 
 static atomic_size_t held;
@@ -180,6 +186,13 @@ static void unmap_once (void *p, size_t n) {
 
 static void unmap_block (void *b, int c) { unmap_once(b, class_size(c)); }
 
+// n rounded up to whole pages.
+static size_t page_up (size_t n) {
+  static size_t pg;
+  if (!pg) pg = (size_t)sysconf(_SC_PAGESIZE);
+  return (n + pg - 1) / pg * pg;
+}
+
 // Smaller blocks come from malloc.
 static void *raw_alloc (size_t n) {
   void *p = aligned_alloc(64, n);
@@ -239,10 +252,12 @@ static void evict_lru (size_t live, size_t n) {
 
 #ifdef RECYCLE
 // With cache_lock held: the n bytes at r (whole pages, the tail of a block whose head went to
-// recycle) as cached blocks of the largest classes that fit, each freed at 'stamp' (their
-// place in the LRU order is their old block's); less than CACHE_MIN left over is unmapped.
-static void recache (char *r, size_t n, uint64_t stamp) {
-  while (n >= CACHE_MIN) {
+// recycle; its first 'res' bytes resident) as cached blocks of the largest classes that fit,
+// each freed at 'stamp' (their place in the LRU order is their old block's). Pieces with no
+// resident page, and less than CACHE_MIN left over, are unmapped: as blocks they would only
+// fault their pages in again.
+static void recache (char *r, size_t n, size_t res, uint64_t stamp) {
+  while (n >= CACHE_MIN && res > 0) {
     int e = 63 - __builtin_clzll((unsigned long long)n);
     int c = (e - 16) * 4 + (int)((n - ((size_t)1 << e)) >> (e - 2));   // rounded down
     if (c >= NCLASS) c = NCLASS - 1;
@@ -250,36 +265,41 @@ static void recache (char *r, size_t n, uint64_t stamp) {
     block *b = (block *)r, **l = &cache[c];
     while (*l && (*l)->stamp > stamp) l = &(*l)->next;
     b->stamp = stamp;
+    b->res = res < cn ? res : cn;
     b->next = *l;
     *l = b;
     cached += cn;
     r += cn;
     n -= cn;
+    res -= b->res;
   }
   if (n) unmap_once(r, n);
 }
 
-// With cache_lock held: move cached blocks' pages, least recently freed first, into 'dest' (a
-// new block, just mapped and untouched) up to its first 'used' bytes (a whole number of
-// pages: a block's tail past its tensor stays unmapped until some larger tensor writes it).
-// The new block then starts with resident pages (mremap moves page table entries: ~0.01 us a
-// page, where faulting a fresh page in and zeroing it took 3.4 us on a 2-core VM) instead of
-// growing the process while the cache holds memory that may never be asked for in its class
-// again. A block larger than what is left to fill gives its head and stays cached, smaller.
-static void recycle (char *dest, size_t used) {
+// With cache_lock held: move cached blocks' resident pages, least recently freed first, into
+// 'dest' (a new block, just mapped and untouched) up to its first 'used' bytes (a whole
+// number of pages). The new block then starts with resident pages (mremap moves page table
+// entries: ~0.01 us a page, where faulting a fresh page in and zeroing it took 3.4 us on a
+// 2-core VM) instead of growing the process while the cache holds memory that may never be
+// asked for in its class again. A block with more resident bytes than what is left to fill
+// gives its head and stays cached, smaller. Returns the bytes filled.
+static size_t recycle (char *dest, size_t used) {
   size_t filled = 0;
   while (cached && filled < used) {
     int c;
     block *b = take_oldest(&c);
-    size_t bn = class_size(c), take = used - filled < bn ? used - filled : bn;
+    size_t bn = class_size(c), res = b->res < bn ? b->res : bn;
+    size_t take = used - filled < res ? used - filled : res;
     uint64_t stamp = b->stamp;
+    if (take == 0) { unmap_block(b, c); continue; }
     if (mremap(b, take, take, MREMAP_MAYMOVE | MREMAP_FIXED, dest + filled) == MAP_FAILED) {
       unmap_block(b, c);   // (the kernel's map count, say): the rest of dest faults in
-      return;
+      break;
     }
     filled += take;
-    if (take < bn) recache((char *)b + take, bn - take, stamp);
+    if (take < bn) recache((char *)b + take, bn - take, res - take, stamp);
   }
+  return filled;
 }
 #endif
 
@@ -315,15 +335,14 @@ void *trl_alloc (size_t nbytes) {
       pthread_mutex_unlock(&cache_lock);
     }
   }
+  size_t res = 0;   // a cached block's resident bytes; 0 for a new one
+  if (p) res = ((block *)p)->res;
   if (p == NULL && c >= 0) {   // a miss: a new block, with room made for it
     p = map_block(c);
     if (p && cached) {
       pthread_mutex_lock(&cache_lock);
 #ifdef RECYCLE
-      size_t pg = (size_t)sysconf(_SC_PAGESIZE), used = (want + HDR + pg - 1) / pg * pg;
-      recycle(p, used < n ? used : n);
-#else
-      (void)want;
+      recycle(p, page_up(want + HDR) < n ? page_up(want + HDR) : n);
 #endif
       evict_lru(atomic_load(&held), n);
       pthread_mutex_unlock(&cache_lock);
@@ -336,6 +355,8 @@ void *trl_alloc (size_t nbytes) {
   if (now > peak_held) peak_held = now;  // a statistic: a lost race only blurs it
   if (c < 0) return p;
   *(int *)p = c;
+  size_t used = page_up(want + HDR);   // what the tensor will write, taken as resident
+  ((block *)p)->res = res > used ? res : (used < n ? used : n);
   return (char *)p + HDR;
 }
 

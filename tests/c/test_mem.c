@@ -146,6 +146,24 @@ int main (void) {
   CHECK_EQ(trl_mem_cached(), 2 * MIB + MIB / 2);
   trl_free(h3, REQ(3 * MIB)), trl_free(h25, REQ(2 * MIB + MIB / 2));
   CHECK_EQ(trl_mem_bytes(), 0);
+  trl_mem_trim();
+  // Only resident pages move: a 4 MiB + 64 KiB tensor in its 5 MiB block leaves the block's
+  // last 960 KiB untouched, so a new 6 MiB block (5.25 MiB used) takes the 4 MiB + 64 KiB
+  // first, then all of a 1 MiB block freed after it (its bytes follow), and faults only its
+  // last 192 KiB in; nothing stays cached.
+  unsigned char *d1 = trl_alloc(REQ(4 * MIB + MIB / 16)), *d2 = trl_alloc(REQ(MIB));
+  memset(d1, 0xAB, REQ(4 * MIB + MIB / 16));
+  memset(d2, 0xCD, REQ(MIB));
+  trl_free(d1, REQ(4 * MIB + MIB / 16));
+  trl_free(d2, REQ(MIB));
+  CHECK_EQ(trl_mem_cached(), 6 * MIB);
+  unsigned char *q = trl_alloc(REQ(5 * MIB + MIB / 4));
+  CHECK_EQ(trl_mem_cached(), 0);
+  CHECK(q[0] == 0xAB && q[REQ(4 * MIB + MIB / 16) - 1] == 0xAB);
+  CHECK(q[4 * MIB + MIB / 16] == 0xCD && q[5 * MIB + MIB / 16 - 65] == 0xCD);
+  CHECK(q[5 * MIB + MIB / 16] == 0 && q[REQ(5 * MIB + MIB / 4) - 1] == 0);
+  trl_free(q, REQ(5 * MIB + MIB / 4));
+  CHECK_EQ(trl_mem_bytes(), 0);
   trl_mem_exact(0);
   trl_mem_trim();
 #endif
