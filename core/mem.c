@@ -282,8 +282,8 @@ static void recache (char *r, size_t n, size_t res, uint64_t stamp) {
 // entries: ~0.01 us a page, where faulting a fresh page in and zeroing it took 3.4 us on a
 // 2-core VM) instead of growing the process while the cache holds memory that may never be
 // asked for in its class again. A block with more resident bytes than what is left to fill
-// gives its head and stays cached, smaller. Returns the bytes filled.
-static size_t recycle (char *dest, size_t used) {
+// gives its head and stays cached, smaller.
+static void recycle (char *dest, size_t used) {
   size_t filled = 0;
   while (cached && filled < used) {
     int c;
@@ -299,7 +299,6 @@ static size_t recycle (char *dest, size_t used) {
     filled += take;
     if (take < bn) recache((char *)b + take, bn - take, res - take, stamp);
   }
-  return filled;
 }
 #endif
 
@@ -335,14 +334,15 @@ void *trl_alloc (size_t nbytes) {
       pthread_mutex_unlock(&cache_lock);
     }
   }
-  size_t res = 0;   // a cached block's resident bytes; 0 for a new one
-  if (p) res = ((block *)p)->res;
+  // the pages the tensor will write, taken as resident; a cached block's may be more
+  size_t used = c >= 0 ? page_up(want + HDR) : 0, res = p ? ((block *)p)->res : 0;
+  if (used > n) used = n;   // (pages larger than a class's 16 KiB steps)
   if (p == NULL && c >= 0) {   // a miss: a new block, with room made for it
     p = map_block(c);
     if (p && cached) {
       pthread_mutex_lock(&cache_lock);
 #ifdef RECYCLE
-      recycle(p, page_up(want + HDR) < n ? page_up(want + HDR) : n);
+      recycle(p, used);
 #endif
       evict_lru(atomic_load(&held), n);
       pthread_mutex_unlock(&cache_lock);
@@ -355,8 +355,7 @@ void *trl_alloc (size_t nbytes) {
   if (now > peak_held) peak_held = now;  // a statistic: a lost race only blurs it
   if (c < 0) return p;
   *(int *)p = c;
-  size_t used = page_up(want + HDR);   // what the tensor will write, taken as resident
-  ((block *)p)->res = res > used ? res : (used < n ? used : n);
+  ((block *)p)->res = res > used ? res : used;
   return (char *)p + HDR;
 }
 
