@@ -143,6 +143,10 @@ test('dtype cast, safetensors, bad arguments and unreadable files', function()
   local u = small(false)
   checkerror('save_parameters: ', u.save_parameters, u, TMP .. '/pio_u.params')
   checkerror('0.weight (net0_conv0_weight [4,2,3,3])', u.save_parameters, u, TMP .. '/pio_u.params')
+  -- the first four by name, then a count: a deferred ResNet-18 would list 77
+  msg = checkerror('8 parameter(s) not initialized', u.save_parameters, u, TMP .. '/pio_u.params')
+  assert(msg:find('and 4 more', 1, true) and not msg:find('net0_dense0_bias', 1, true), msg)
+  assert(not io.open(TMP .. '/pio_u.params'), 'nothing written')
 end)
 
 --[[ {==================================================================

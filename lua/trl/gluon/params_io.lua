@@ -212,10 +212,12 @@ function M.save_parameters(net, path)
       uninit[#uninit + 1] = string.format('%s (%s %s)', e[1], p.name, shape_str(p.shape))
     end
   end
-  if #uninit > 0 then
+  if #uninit > 0 then   -- the first few by name: a whole deferred ResNet-18 is 77 of them
+    local shown = table.concat(uninit, ', ', 1, math.min(#uninit, 4))
+    if #uninit > 4 then shown = shown .. string.format(' and %d more', #uninit - 4) end
     error(string.format('save_parameters: %s into %s: %d parameter(s) not initialized (run '
       .. 'initialize() and a forward, or load weights): %s', net_label(net), path, #uninit,
-      table.concat(uninit, ', ')), 2)
+      shown), 2)
   end
   local ok, err
   if path:match('%.safetensors$') then
