@@ -912,10 +912,12 @@ static int m_fresh_grads (lua_State *L) {
   return 1;
 }
 
-// grads_reused() -> gradient buffers backward handed on in place so far (trl_tape_reused)
+// grads_reused() -> gradient buffers backward handed on in place so far (trl_tape_reused),
+// and of the shared ones, those copied before a node added to them (trl_tape_unshared)
 static int m_grads_reused (lua_State *L) {
   lua_pushinteger(L, (lua_Integer)trl_tape_reused());
-  return 1;
+  lua_pushinteger(L, (lua_Integer)trl_tape_unshared());
+  return 2;
 }
 
 static int m_set_num_threads (lua_State *L) {

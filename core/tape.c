@@ -166,12 +166,16 @@ static trl_status collect (trl_node *root, unsigned mark, nodelist *nodes, nodel
 static atomic_int fresh_on = 1;
 static _Atomic uint64_t reused_count;
 
+static _Atomic uint64_t cow_count;
+
 uint64_t trl_tape_reused (void) { return atomic_load(&reused_count); }
+uint64_t trl_tape_unshared (void) { return atomic_load(&cow_count); }
 
 // Whether node p's gradient can live in g, the gradient of a node that p feeds: g has p's
-// output shape, is contiguous, and nothing but that node holds it or its storage.
-static int reusable (trl_tensor *g, const trl_node *p) {
-  if (atomic_load(&g->refs) != 1 || atomic_load(&g->storage->refs) != 1 || g->offset != 0 ||
+// output shape, is contiguous, and nothing but that node and the 'shared' nodes it already
+// handed g to hold it or its storage.
+static int reusable (trl_tensor *g, const trl_node *p, int shared) {
+  if (atomic_load(&g->refs) != 1 + shared || atomic_load(&g->storage->refs) != 1 || g->offset != 0 ||
       g->dtype != TRL_F32 || g->ndim != p->out_ndim || !trl_is_contiguous(g))
     return 0;
   for (int d = 0; d < g->ndim; d++)
@@ -214,7 +218,7 @@ static trl_status run_backward (trl_tensor *y, const trl_tensor *head, int retai
     trl_node *n = nodes.v[k];
     if (n->gout == NULL) continue;  // no gradient flows here
     trl_tensor *gin[TRL_NODE_MAXIN] = {0};
-    int reused = 0;   // gout's buffer went to an input already
+    int reused = 0, passed = 0;   // gout's buffer went to an input already / to 'passed' of them
     n->fresh = 0;
     for (int i = 0; i < n->n_in && st == TRL_OK; i++) {
       trl_tensor *t = n->in[i];
@@ -224,16 +228,30 @@ static trl_status run_backward (trl_tensor *y, const trl_tensor *head, int retai
         if (p->gout == NULL) {   // the first contribution: skip the zero-fill if n writes it
           int once = atomic_load(&fresh_on) && ((n->overwrites >> i) & 1u);
           for (int j = 0; j < n->n_in; j++) once = once && (j == i || n->in[j] != t);
-          if (once && ((n->reuses >> i) & 1u) && !reused && reusable(n->gout, p)) {
+          int pass = (n->passes >> i) & 1u;   // may share it with the inputs before
+          if (once && ((n->reuses >> i) & 1u) && (!reused || (pass && passed == reused)) &&
+              reusable(n->gout, p, reused)) {
             trl_tensor_retain(n->gout);   // gin[i] is gout's buffer (see tape.h: reuses)
             p->gout = n->gout;
-            reused = 1;
+            reused++;
+            passed += pass;
             atomic_fetch_add(&reused_count, 1);
           } else {
             st = once ? trl_tensor_empty(&p->gout, TRL_F32, p->out_ndim, p->out_shape)
                       : trl_tensor_zeros(&p->gout, TRL_F32, p->out_ndim, p->out_shape);
           }
           if (once) n->fresh |= 1u << i;
+        } else if (atomic_load(&p->gout->refs) > 1) {   // shared (passes): n adds to it, so
+          trl_tensor *c = NULL;                          // p's gradient gets its own copy first
+          st = trl_tensor_empty(&c, TRL_F32, p->out_ndim, p->out_shape);
+          if (st == TRL_OK) st = trl_copy_into(c, p->gout);
+          if (st != TRL_OK) {
+            trl_tensor_release(c);
+            break;
+          }
+          trl_tensor_release(p->gout);
+          p->gout = c;
+          atomic_fetch_add(&cow_count, 1);
         }
         gin[i] = p->gout;
       } else if (t->grad && t->grad_req != TRL_GRAD_NULL) {

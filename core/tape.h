@@ -21,7 +21,9 @@ typedef struct trl_node trl_node;
 // A node whose 'reuses' has bit i (a subset of 'overwrites') computes gin[i] elementwise from
 // gout at the same index: backward may then hand it gout's own buffer as a fresh gin[i] (same
 // shape, nobody else holding it), so BatchNorm, ReLU and a residual add pass their gradient on
-// in place instead of filling a new activation-sized block.
+// in place instead of filling a new activation-sized block. One input gets it, except those
+// in 'passes' (a subset of 'reuses'): their gradient IS gout (the terms of a sum), so all of
+// them may share the one buffer. A shared buffer is copied before anything adds to it.
 typedef trl_status (*trl_backward_fn) (trl_node *n, const trl_tensor *gout, trl_tensor **gin);
 
 struct trl_node {
@@ -39,6 +41,7 @@ struct trl_node {
   int freed;                               // saved tensors dropped by a backward without retain
   unsigned overwrites;                     // inputs whose gin backward can write when fresh
   unsigned reuses;                         // of those, inputs whose gin may BE gout (below)
+  unsigned passes;                         // of those, inputs whose gin is exactly gout
   unsigned fresh;                          // during backward: gin[i] holds garbage (see above)
   size_t payload_size;
   _Alignas(16) unsigned char payload[];    // op parameters (strides, axis, ...)
@@ -57,6 +60,8 @@ int trl_tape_set (int recording, int training);
 int trl_tape_set_fresh (int on);
 // Gradient buffers that backward handed on in place (see 'reuses'), counted since the start.
 uint64_t trl_tape_reused (void);
+// Shared gradient buffers (see 'passes') copied before a node added to them, counted likewise.
+uint64_t trl_tape_unshared (void);
 
 /* }================================================================== */
 

@@ -396,7 +396,7 @@ trl_status trl_binary (trl_tensor **out, trl_op op, trl_tensor *a, trl_tensor *b
     st = trl_tape_record(&node, *out, op, binary_backward, 2, in, 0);
     if (st == TRL_OK && (op == TRL_OP_DIV || op == TRL_OP_POW)) trl_node_save(node, 0, *out);
     // add/sub need only shapes; div needs b and the output
-    if (st == TRL_OK && op == TRL_OP_ADD) node->overwrites = node->reuses = 3u;
+    if (st == TRL_OK && op == TRL_OP_ADD) node->overwrites = node->reuses = node->passes = 3u;
     unsigned drop = op == TRL_OP_ADD || op == TRL_OP_SUB ? 3u : op == TRL_OP_DIV ? 1u : 0u;
     if (st == TRL_OK && drop) st = trl_node_drop_values(node, drop);
   }

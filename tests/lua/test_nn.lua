@@ -862,13 +862,46 @@ test('backward passes gradient buffers on in place through add, clip, relu and B
     trl.debug.fresh_grads(prev)
     return x.grad:totable(), trl.debug.grads_reused() - r0
   end
-  -- the add hands its gradient to the clip's output (its first input; the second gets a
-  -- copy), the clip to the relu's, the relu to BatchNorm's. Not to h: h * 1 already wrote
-  -- into h's gradient, which BatchNorm adds to.
+  -- the add hands its gradient to both its inputs' producers (the clip and h * 1: a sum's
+  -- terms share one buffer), the clip to the relu's once h * 1 is done with it, the relu to
+  -- BatchNorm's. Not to h: h * 1 already wrote into h's gradient, which BatchNorm adds to.
   local g1, n1 = run(true)
   local g0, n0 = run(false)   -- every gradient zero-filled: nothing handed on
-  assert(n1 == 3 and n0 == 0, ('handed on %d and %d buffers'):format(n1, n0))
+  assert(n1 == 4 and n0 == 0, ('handed on %d and %d buffers'):format(n1, n0))
   approx(g1, g0, 0)   -- exact
+end)
+
+test('a gradient buffer shared by a sum\'s terms is copied before a node adds to it', function()
+  nd.random.seed(13)
+  local x = nd.random.uniform(-1, 1, {3, 5})
+  x:attach_grad()
+  local function run(fresh)
+    local prev = trl.debug.fresh_grads(fresh)
+    local r0, c0 = trl.debug.grads_reused()
+    autograd.record(function()
+      local v = x * 3
+      local u = x * 2
+      local c = u:relu()      -- runs backward after the add (made later than u, before s)
+      local s = u + v         -- hands its gradient to u and v: one buffer, shared
+      local l = (s * s):sum() + (c * 4):sum()   -- c adds into u's while v still holds it
+      l:backward()
+    end)
+    trl.debug.fresh_grads(prev)
+    local r1, c1 = trl.debug.grads_reused()
+    return x.grad:totable(), r1 - r0, c1 - c0
+  end
+  local g1, n1, k1 = run(true)
+  local g0, n0, k0 = run(false)
+  assert(n1 >= 2 and k1 == 1 and n0 == 0 and k0 == 0,
+         ('handed on %d, copied %d; zero-filled: %d, %d'):format(n1, k1, n0, k0))
+  approx(g1, g0, 0)
+  -- d/dx of (5x)^2 + 4 relu(2x): 50x + 8 [x > 0]
+  local xs = x:totable()
+  for i, row in ipairs(xs) do
+    for j, xv in ipairs(row) do
+      approx(g1[i][j], 50 * xv + (xv > 0 and 8 or 0), 1e-5)
+    end
+  end
 end)
 
 test('backward writes first gradients without zero-filling them: same bits as zero-filled', function()
