@@ -403,11 +403,29 @@ void trl_free (void *p, size_t nbytes) {
 static size_t direct_size (size_t nbytes) { return (nbytes + 4095) & ~(size_t)4095; }
 
 void *trl_alloc_direct (size_t nbytes) {
-  return map_once(direct_size(nbytes ? nbytes : 1));
+  size_t n = direct_size(nbytes ? nbytes : 1);
+  void *p = map_once(n);
+#ifdef RECYCLE
+  if (p && cached) {   // cached blocks' pages, as a miss takes them
+    pthread_mutex_lock(&cache_lock);
+    recycle(p, n);
+    pthread_mutex_unlock(&cache_lock);
+  }
+#endif
+  return p;
 }
 
 void trl_free_direct (void *p, size_t nbytes) {
-  if (p) unmap_once(p, direct_size(nbytes ? nbytes : 1));
+  if (p == NULL) return;
+  size_t n = direct_size(nbytes ? nbytes : 1);
+#ifdef RECYCLE
+  pthread_mutex_lock(&cache_lock);   // its pages, written, become cached blocks
+  recache(p, n, n, ticks++);
+  evict_lru(atomic_load(&held), 0);
+  pthread_mutex_unlock(&cache_lock);
+#else
+  unmap_once(p, n);
+#endif
 }
 
 size_t trl_mem_bytes (void) {

@@ -11,10 +11,10 @@
 void *trl_alloc (size_t nbytes);          // NULL on failure; 64-byte aligned
 void trl_free (void *p, size_t nbytes);
 size_t trl_mem_bytes (void);              // bytes held now (not counting the cache)
-// A long-lived buffer that is not a tensor's (a conv pack's): 64-byte aligned, never cached,
-// so that trl_free_direct gives its pages back to the system at once (a freed cache block
-// stays resident, where a training step that allocates only its own sizes cannot use it).
-// Not counted by trl_mem_bytes. NULL on failure.
+// A long-lived buffer that is not a tensor's (a conv pack's): page-aligned, mapped on its own,
+// not counted by trl_mem_bytes. Where misses recycle (Linux), its pages come from cached
+// blocks as a miss's do, and trl_free_direct hands them to the cache as blocks; elsewhere it
+// gives them back to the system. NULL on failure.
 void *trl_alloc_direct (size_t nbytes);
 void trl_free_direct (void *p, size_t nbytes);
 // Ask for transparent huge pages for the 2 MiB-aligned part of [p, p + n) (advice only): for

@@ -164,8 +164,36 @@ int main (void) {
   CHECK(q[5 * MIB + MIB / 16] == 0 && q[REQ(5 * MIB + MIB / 4) - 1] == 0);
   trl_free(q, REQ(5 * MIB + MIB / 4));
   CHECK_EQ(trl_mem_bytes(), 0);
+  trl_mem_trim();
+  // A conv pack's buffer (trl_alloc_direct, not counted) takes cached pages as a miss does,
+  // and when freed its pages become a cached block: a 4 MiB block's bytes fill a 4 MiB pack
+  // (past the block's header), and the pack, freed, serves the next 4 MiB request, bytes
+  // and all.
+  unsigned char *tb = trl_alloc(REQ(4 * MIB));
+  memset(tb, 0xAB, REQ(4 * MIB));
+  trl_free(tb, REQ(4 * MIB));
+  unsigned char *pk = trl_alloc_direct(4 * MIB);
+  CHECK(pk != NULL && ((size_t)pk & 4095) == 0);
+  CHECK_EQ(trl_mem_cached(), 0);
+  CHECK_EQ(trl_mem_bytes(), 0);
+  CHECK(pk[64] == 0xAB && pk[4 * MIB - 1] == 0xAB);
+  memset(pk, 0xEF, 4 * MIB);
+  trl_free_direct(pk, 4 * MIB);
+  CHECK_EQ(trl_mem_cached(), 4 * MIB);
+  unsigned char *tb2 = trl_alloc(REQ(4 * MIB));
+  CHECK(tb2 == pk + 64 && tb2[0] == 0xEF && tb2[REQ(4 * MIB) - 1] == 0xEF);
+  CHECK_EQ(trl_mem_cached(), 0);
+  trl_free(tb2, REQ(4 * MIB));
   trl_mem_exact(0);
   trl_mem_trim();
+#else
+  // Elsewhere a pack's buffer is mapped fresh and unmapped when freed: the cache stays as it was.
+  unsigned char *pk = trl_alloc_direct(4 * MIB);
+  CHECK(pk != NULL);
+  memset(pk, 0xEF, 4 * MIB);
+  size_t before = trl_mem_cached();
+  trl_free_direct(pk, 4 * MIB);
+  CHECK_EQ(trl_mem_cached(), before);
 #endif
   return check_summary();
 }
