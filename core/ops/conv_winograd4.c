@@ -543,12 +543,13 @@ W2 static void weight_grad_transform (float *dw, const float *dU, int oc0, int o
 #undef GT6
 }
 
-// Tile rows per chunk of the weight gradient outside team mode: 4x the forward's. Its GEMMs'
-// K is the chunk's tiles, and trl_gemm_nt sums lanes once per call: at 98 tiles (56x56x64)
-// that cost more than V and D leaving L2 (32x64x56x56 alone: about 26 -> 20 ms,
-// bench/NOTES.md 42).
+// Tile rows per chunk of the weight gradient outside team mode: 4x the forward's with
+// AVX-512, 2x without. Its GEMMs' K is the chunk's tiles. With AVX-512 trl_gemm_nt sums lanes
+// once per call: at 98 tiles (56x56x64) that cost more than V and D leaving L2 (32x64x56x56
+// alone: about 26 -> 20 ms, bench/NOTES.md 42). Without, OpenBLAS runs them, and half those
+// chunks (V and D 4.4 MB a thread, not 8.8) ran 8-11% faster on the AVX2 host (NOTES 67).
 static int wgrad_rows (const trl_conv_geom *g) {
-  int cr = chunk_rows(g) * 4, TW = (g->OW + 3) / 4, S = group_rows(TW);
+  int cr = chunk_rows(g) * (trl_cpu_avx512() ? 4 : 2), TW = (g->OW + 3) / 4, S = group_rows(TW);
   int all = g->B * ((g->OH + 3) / 4);
   cr = (cr + S - 1) / S * S;
   return cr < all ? cr : all;

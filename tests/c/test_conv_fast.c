@@ -290,7 +290,7 @@ int main (void) {
       worst = fmax(worst, conv_case(geom(2, 8, 70, 9, 8, 3, 1, 0, 1), 0, bd, "winograd tall"));
       worst = fmax(worst, conv_case(geom(1, 32, 56, 56, 32, 3, 1, 1, 1), 0, bd, "winograd 56x56"));
       worst = fmax(worst, conv_case(geom(1, 8, 4, 256, 8, 3, 1, 1, 1), 1, bd, "winograd one tile row"));
-      // the weight gradient's chunks (4x the forward's: 4 tile rows of 50 here) accumulate
+      // the weight gradient's chunks (2 or 4 tile rows of 50 here, of 5) accumulate
       worst = fmax(worst, conv_case(geom(1, 16, 20, 200, 208, 3, 1, 1, 1), 0, bd,
                                     "winograd wgrad chunks"));
       // F(4x4): C + OC >= 256 runs as a team; 14x14 and 7x7 maps put 2 and 4 tile rows in a group
