@@ -15,9 +15,11 @@
 ** registers (NOTES 51).
 */
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gemm.h"
 #include "mem.h"
@@ -318,6 +320,25 @@ static void gemm_cols (int M, int K, const float *Ap, const float *B, int ldb, f
 // This thread's B panels: BP_FLOATS, 64-byte aligned, kept for the thread's life.
 static _Thread_local float *bp_buf;
 
+// The floats of B a block packs: a quarter of the L2 cache (128K with 2 MiB, as measured on
+// the AVX-512 host; 32K with Zen 3's 512 KiB, where a 512 KiB block filled L2 and the stem's
+// forward ran 5-7% slower: bench/NOTES.md 68), at most BP_FLOATS.
+static size_t bp_floats (void) {
+  static _Atomic size_t n;
+  size_t v = atomic_load(&n);
+  if (v == 0) {
+    long l2 = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    v = l2 > 0 ? (size_t)l2 / 16 : BP_FLOATS;
+    if (v > BP_FLOATS) v = BP_FLOATS;
+    if (v < (size_t)KC * NR) v = (size_t)KC * NR;
+    atomic_store(&n, v);
+  }
+  return v;
+}
+
 static float *bp_scratch (void) {
   if (!bp_buf) bp_buf = trl_alloc(sizeof(float) * BP_FLOATS);
   return bp_buf;
@@ -340,7 +361,7 @@ static const gemm_isa *isa_for (int M) {
 static void gemm_thread (int M, int N, int K, const float *Ap, const float *B, int ldb, float *C,
                          int ldc, const tail_ops *t, int th, int nth, const gemm_isa *isa) {
   float *Bp = bp_scratch(), small[KC * NR + 16];   // without memory, one panel at a time
-  size_t bpn = BP_FLOATS;
+  size_t bpn = bp_floats();
   if (!Bp) Bp = (float *)(((uintptr_t)small + 63) & ~(uintptr_t)63), bpn = (size_t)KC * isa->cols;
   int n = isa->cols, panels = (N + n - 1) / n, p0 = panels * th / nth, p1 = panels * (th + 1) / nth;
   int j0 = p0 * n, j1 = p1 * n < N ? p1 * n : N;
