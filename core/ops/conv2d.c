@@ -1589,7 +1589,7 @@ const float *conv_pack_get (trl_conv_pack *p, const trl_tensor *w, const trl_ten
   int OCg = g->OC / g->G, K = g->C / g->G * g->KH * g->KW;
   size_t n = form == CONV_FORM_WINO4 ? wino4_weights_size(g)
                                      : (size_t)g->G * trl_gemm_packed_size(OCg, K);
-  if (n != s->n) {   // pages of their own: clearing a pack gives them back (mem.h)
+  if (n != s->n) {   // pages of their own (mem.h: trl_alloc_direct)
     trl_free_direct(s->buf, s->n * sizeof(float));
     s->n = 0;
     s->src = NULL;
