@@ -109,8 +109,39 @@ static void test_arange_fill (void) {
   CHECK_FAILS(trl_arange(&a, 0, 1, 0, TRL_F32), "arange: bad range");
 }
 
+// Random fills draw in row-major order of the view: a transposed view (element by element)
+// and a contiguous tensor (straight into memory) get the same values from the same seed,
+// and a contiguous view with an offset leaves the rest of its storage alone.
+static void test_random_fill (void) {
+  int64_t s[2] = {5, 7}, st[2] = {7, 5};
+  for (int normal = 0; normal < 2; normal++) {
+    trl_tensor *c, *base, *v, *row;
+    trl_tensor_empty(&c, TRL_F32, 2, s);
+    base = seq(2, st);
+    CHECK_OK(trl_view_transpose(&v, base, 0, 1));   // (5,7), not contiguous
+    trl_rng r1, r2;
+    trl_rng_seed(&r1, 42), trl_rng_seed(&r2, 42);
+    CHECK_OK(normal ? trl_random_normal(c, &r1, 1, 2) : trl_random_uniform(c, &r1, -3, 3));
+    CHECK_OK(normal ? trl_random_normal(v, &r2, 1, 2) : trl_random_uniform(v, &r2, -3, 3));
+    int same = 1;
+    for (int64_t i = 0; i < 35; i++) same &= trl_get(c, i) == trl_get(v, i);
+    CHECK(same);
+    CHECK(normal || (trl_get(c, 0) >= -3 && trl_get(c, 0) <= 3));
+    trl_tensor_release(v);
+    for (int i = 0; i < 35; i++) trl_f32(base)[i] = (float)i;
+    CHECK_OK(trl_view_select(&row, base, 0, 2));   // elements 10..14, contiguous
+    CHECK_OK(trl_random_uniform(row, &r1, 100, 101));
+    CHECK_EQ(trl_f32(base)[9], 9); CHECK_EQ(trl_f32(base)[15], 15);
+    CHECK(trl_f32(base)[10] >= 100 && trl_f32(base)[14] >= 100);
+    trl_tensor_release(row);
+    trl_tensor_release(base);
+    trl_tensor_release(c);
+  }
+}
+
 int main (void) {
   test_views();
+  test_random_fill();
   test_reshape();
   test_expand_copy();
   test_lifetime();
