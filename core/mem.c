@@ -399,11 +399,11 @@ void trl_free (void *p, size_t nbytes) {
   free(p);
 }
 
-// Whole pages, as map_once takes them.
-static size_t direct_size (size_t nbytes) { return (nbytes + 4095) & ~(size_t)4095; }
+// Whole pages, as map_once takes them (and recache hands them on).
+static size_t direct_size (size_t nbytes) { return page_up(nbytes ? nbytes : 1); }
 
 void *trl_alloc_direct (size_t nbytes) {
-  size_t n = direct_size(nbytes ? nbytes : 1);
+  size_t n = direct_size(nbytes);
   void *p = map_once(n);
 #ifdef RECYCLE
   if (p && cached) {   // cached blocks' pages, as a miss takes them
@@ -417,7 +417,7 @@ void *trl_alloc_direct (size_t nbytes) {
 
 void trl_free_direct (void *p, size_t nbytes) {
   if (p == NULL) return;
-  size_t n = direct_size(nbytes ? nbytes : 1);
+  size_t n = direct_size(nbytes);
 #ifdef RECYCLE
   pthread_mutex_lock(&cache_lock);   // its pages, written, become cached blocks
   recache(p, n, n, ticks++);

@@ -164,9 +164,7 @@ static trl_status collect (trl_node *root, unsigned mark, nodelist *nodes, nodel
 }
 
 static atomic_int fresh_on = 1;
-static _Atomic uint64_t reused_count;
-
-static _Atomic uint64_t cow_count;
+static _Atomic uint64_t reused_count, cow_count;   // buffers handed on; shared ones copied
 
 uint64_t trl_tape_reused (void) { return atomic_load(&reused_count); }
 uint64_t trl_tape_unshared (void) { return atomic_load(&cow_count); }
