@@ -9,21 +9,10 @@
 */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "mem.h"
 #include "nn.h"
-
-static double now (void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp (const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "timing.h"
 
 typedef struct { int C, OC, H, k, s, n; } layer;   // n: how many the net has
 
@@ -41,11 +30,6 @@ static void fill (float *p, size_t n, unsigned seed) {
     seed = seed * 1664525u + 1013904223u;
     p[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
   }
-}
-
-static double median (double *t, int n) {
-  qsort(t, (size_t)n, sizeof *t, cmp);
-  return t[n / 2];
 }
 
 int main (int argc, char **argv) {
@@ -78,16 +62,17 @@ int main (int argc, char **argv) {
     }
     fill(x, xn, 1), fill(dy, on, 2), fill(w, wn, 3);
     for (int r = -1; r < reps; r++) {   // one call of each to warm up
-      double a = now();
+      double a = bench_now();
       conv2d_forward(y, x, w, NULL, ws, &g);
-      double b = now();
+      double b = bench_now();
       conv2d_backward(dx, NULL, NULL, dy, x, w, ws, &g);
-      double c = now();
+      double c = bench_now();
       conv2d_backward(NULL, dw, NULL, dy, x, w, ws, &g);
-      double d = now();
+      double d = bench_now();
       if (r >= 0) t[r] = b - a, t[reps + r] = c - b, t[2 * reps + r] = d - c;
     }
-    double f = median(t, reps), bd = median(t + reps, reps), bw = median(t + 2 * reps, reps);
+    double f = bench_median(t, reps), bd = bench_median(t + reps, reps);
+    double bw = bench_median(t + 2 * reps, reps);
     double gf = 2.0 * B * g.OC * g.C * L->k * L->k * OH * OH * 1e-9;
     double step = L->n * ((l == 0 ? 0 : bd) + f + bw) * 1e3;
     total += step;
